@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+#
+# ngx_http_shortlink_module: build, test, demo.
+#
+#   ./build.sh            install what is missing (Debian packages), build
+#                         build/ngx_http_shortlink_module.so for Debian's nginx
+#   ./build.sh test [t/010-redirect.t ...]
+#                         build, start a throw-away PostgreSQL and Redis on
+#                         loopback, run the Test::Nginx suites, stop everything
+#   ./build.sh demo [port]
+#                         build, start PostgreSQL, Redis and nginx on
+#                         127.0.0.1:8080 with a sample link; Ctrl-C stops all
+#
+# Environment: TEST_NGINX_USE_VALGRIND=1 (suite under valgrind), SKIP_APT=1
+# (do not look for missing packages), SHORTLINK_NGINX_SRC (nginx sources,
+# default /usr/share/nginx/src from nginx-dev).
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BUILD=$ROOT/build
+NGX_SRC=${SHORTLINK_NGINX_SRC:-/usr/share/nginx/src}
+MODULE_SO=$BUILD/ngx_http_shortlink_module.so
+
+PACKAGES=(
+    nginx nginx-dev build-essential
+    libhiredis-dev libpq-dev libbloom-dev libmurmurhash-dev
+    postgresql redis-server
+    libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
+    libtext-diff-perl liburi-perl libwww-perl libhttp-message-perl
+    libipc-run-perl
+    curl wrk valgrind procps iproute2
+)
+
+log() { printf '>>> %s\n' "$*" >&2; }
+die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
+
+
+install_packages() {
+    local missing=() p
+
+    [ "${SKIP_APT:-}" = 1 ] && return 0
+
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
+            | grep -q 'install ok installed' || missing+=("$p")
+    done
+
+    [ ${#missing[@]} -eq 0 ] && return 0
+
+    log "installing: ${missing[*]}"
+    local sudo=
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
+
+    # Debian starts the services it installs; ours run on their own ports
+    # and must not collide with anything, so stop the packaged ones.
+    if [ -d /run/systemd/system ]; then
+        $sudo systemctl stop nginx redis-server postgresql 2>/dev/null || true
+    else
+        $sudo service nginx stop >/dev/null 2>&1 || true
+        $sudo service redis-server stop >/dev/null 2>&1 || true
+        $sudo service postgresql stop >/dev/null 2>&1 || true
+    fi
+}
+
+
+# nginx's configure only runs again when the addon config or the flags change
+build_module() {
+    local src=$BUILD/nginx-src stamp flags cc_opt ld_opt
+
+    [ -f "$NGX_SRC/conf_flags" ] || die "no nginx sources in $NGX_SRC (nginx-dev)"
+
+    # shellcheck disable=SC1091
+    . "$NGX_SRC/conf_flags"     # NGX_CONF_FLAGS=( ... ) as Debian built nginx
+
+    cc_opt="-g -O2 -fstack-protector-strong -Wformat -Werror=format-security"
+    cc_opt="$cc_opt -fPIC -Wdate-time -D_FORTIFY_SOURCE=2"
+    ld_opt="-Wl,-z,relro -Wl,-z,now -fPIC"
+
+    stamp=$( (cat "$ROOT/config"; echo "${NGX_CONF_FLAGS[*]}" "$cc_opt" \
+              "$ld_opt" "$ROOT") | md5sum | cut -d' ' -f1)
+
+    if [ ! -f "$src/objs/Makefile" ] || [ "$(cat "$BUILD/.configured" 2>/dev/null)" != "$stamp" ]
+    then
+        log "configuring nginx $(sed -n 's/#define NGINX_VERSION *"\(.*\)"/\1/p' \
+            "$NGX_SRC/src/core/nginx.h") with the module"
+        rm -rf "$src"
+        mkdir -p "$BUILD"
+        cp -a "$NGX_SRC" "$src"
+        (cd "$src" && ./configure "${NGX_CONF_FLAGS[@]}" \
+            --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" \
+            --add-dynamic-module="$ROOT" >"$BUILD/configure.log" 2>&1) \
+            || { tail -30 "$BUILD/configure.log"; die "configure failed"; }
+        echo "$stamp" > "$BUILD/.configured"
+    fi
+
+    make -s -C "$src" -f objs/Makefile modules >/dev/null \
+        || die "module build failed"
+    cp -p "$src/objs/ngx_http_shortlink_module.so" "$MODULE_SO.tmp"
+    mv -f "$MODULE_SO.tmp" "$MODULE_SO"
+    log "built $MODULE_SO"
+}
+
+
+# --- services -------------------------------------------------------------
+
+PG_BIN=
+RUN_DIR=
+PG_PORT=
+REDIS_PORT=
+
+free_port() {
+    local port=$1
+    while ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; do
+        port=$((port + 1))
+    done
+    echo "$port"
+}
+
+as_postgres() {
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+start_services() {
+    local base_port=${1:-15432}
+
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [ -x "$PG_BIN/initdb" ] || die "PostgreSQL server binaries not found"
+
+    RUN_DIR=$(mktemp -d /tmp/shortlink.XXXXXX)
+    chmod 755 "$RUN_DIR"
+    mkdir "$RUN_DIR/pg"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$RUN_DIR/pg"
+
+    PG_PORT=$(free_port "$base_port")
+    REDIS_PORT=$(free_port $((base_port + 1000)))
+
+    log "PostgreSQL on 127.0.0.1:$PG_PORT, Redis on 127.0.0.1:$REDIS_PORT ($RUN_DIR)"
+
+    as_postgres "$PG_BIN/initdb" -D "$RUN_DIR/pg/data" -U postgres -A trust \
+        -E UTF8 --no-locale >"$RUN_DIR/initdb.log" 2>&1 \
+        || { cat "$RUN_DIR/initdb.log"; die "initdb failed"; }
+
+    as_postgres "$PG_BIN/pg_ctl" -D "$RUN_DIR/pg/data" -l "$RUN_DIR/pg/log" \
+        -w -t 30 -o "-p $PG_PORT -c listen_addresses=127.0.0.1 \
+        -c unix_socket_directories=$RUN_DIR/pg -c fsync=off \
+        -c synchronous_commit=off -c full_page_writes=off \
+        -c max_connections=200" start >/dev/null \
+        || { cat "$RUN_DIR/pg/log"; die "PostgreSQL did not start"; }
+
+    psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+        -c "CREATE ROLE shortlink LOGIN" \
+        -c "CREATE DATABASE shortlink OWNER shortlink"
+
+    SHORTLINK_DSN="host=127.0.0.1 port=$PG_PORT dbname=shortlink user=shortlink"
+    "$ROOT/sql/migrate.sh" "$SHORTLINK_DSN" >/dev/null
+
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+        --appendonly no --daemonize yes --pidfile "$RUN_DIR/redis.pid" \
+        --logfile "$RUN_DIR/redis.log" --dir "$RUN_DIR" \
+        || die "Redis did not start"
+}
+
+stop_services() {
+    [ -n "$RUN_DIR" ] || return 0
+
+    if [ -n "${NGINX_PID:-}" ]; then
+        kill -QUIT "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null || true
+    fi
+
+    if [ -f "$RUN_DIR/redis.pid" ]; then
+        kill "$(cat "$RUN_DIR/redis.pid")" 2>/dev/null || true
+    fi
+
+    if [ -f "$RUN_DIR/pg/data/postmaster.pid" ]; then
+        as_postgres "$PG_BIN/pg_ctl" -D "$RUN_DIR/pg/data" -m immediate \
+            -w stop >/dev/null 2>&1 || true
+    fi
+
+    rm -rf "$RUN_DIR"
+    RUN_DIR=
+}
+
+
+# --- commands -------------------------------------------------------------
+
+cmd_test() {
+    local status=0 files=("$@")
+
+    trap stop_services EXIT
+    trap 'exit 130' INT TERM
+
+    start_services 15432
+
+    export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
+    export TEST_NGINX_LOAD_MODULES=$MODULE_SO
+    export TEST_NGINX_PORT=${TEST_NGINX_PORT:-$(free_port 1984)}
+    export TEST_NGINX_SERVROOT=$RUN_DIR/servroot
+    export TEST_NGINX_PG_DSN=$SHORTLINK_DSN
+    export TEST_NGINX_PG_PORT=$PG_PORT
+    export TEST_NGINX_REDIS_PORT=$REDIS_PORT
+    # for t/lib/ShortlinkTest.pm: stop and start PostgreSQL from a test
+    export SHORTLINK_PG_BIN=$PG_BIN
+    export SHORTLINK_PG_DATA=$RUN_DIR/pg/data
+    export SHORTLINK_PG_LOG=$RUN_DIR/pg/log
+
+    [ ${#files[@]} -gt 0 ] || files=(t/runner/selftest.t t/*.t)
+
+    cd "$ROOT"
+    prove -I t/runner/lib -I t/lib "${files[@]}" || status=$?
+
+    return $status
+}
+
+cmd_demo() {
+    local port=${1:-8080} conf
+
+    trap stop_services EXIT
+    trap 'exit 0' INT TERM
+
+    start_services 15432
+
+    psql -X -q "$SHORTLINK_DSN" -c \
+        "INSERT INTO shortlink.links (code, url) VALUES
+             ('hello', 'https://nginx.org/en/docs/'),
+             ('gone', 'https://example.com/old')" \
+        -c "UPDATE shortlink.links SET enabled = false WHERE code = 'gone'"
+
+    mkdir -p "$RUN_DIR/nginx/logs" "$RUN_DIR/nginx/conf"
+    conf=$RUN_DIR/nginx/conf/nginx.conf
+    cat > "$conf" <<EOF
+load_module $MODULE_SO;
+daemon off;
+worker_processes 2;
+error_log $RUN_DIR/nginx/logs/error.log info;
+pid $RUN_DIR/nginx/logs/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log $RUN_DIR/nginx/logs/access.log;
+    client_body_temp_path $RUN_DIR/nginx/body;
+    proxy_temp_path $RUN_DIR/nginx/proxy;
+    fastcgi_temp_path $RUN_DIR/nginx/fastcgi;
+    uwsgi_temp_path $RUN_DIR/nginx/uwsgi;
+    scgi_temp_path $RUN_DIR/nginx/scgi;
+
+    shortlink_postgres "$SHORTLINK_DSN";
+
+    server {
+        listen 127.0.0.1:$port;
+        location / { shortlink; }
+    }
+}
+EOF
+    /usr/sbin/nginx -p "$RUN_DIR/nginx/" -c "$conf" &
+    NGINX_PID=$!
+    sleep 0.5
+    kill -0 "$NGINX_PID" 2>/dev/null \
+        || die "nginx did not start: $(cat "$RUN_DIR/nginx/logs/error.log")"
+
+    cat <<EOF
+
+ngx_http_shortlink_module is running on http://127.0.0.1:$port/
+
+  curl -i http://127.0.0.1:$port/hello      # 302 to https://nginx.org/en/docs/
+  curl -i http://127.0.0.1:$port/gone       # 404: the link is disabled
+  curl -i http://127.0.0.1:$port/nope       # 404: no such link
+  curl -i http://127.0.0.1:$port/bad%20code # 404 without a query
+
+  psql "$SHORTLINK_DSN" \\
+       -c "INSERT INTO shortlink.links (code, url) VALUES ('mine', 'https://example.com/')"
+
+Logs: $RUN_DIR/nginx/logs/   Press Ctrl-C to stop everything.
+EOF
+    wait "$NGINX_PID" || true
+}
+
+
+cmd=${1:-build}
+[ $# -gt 0 ] && shift
+
+case "$cmd" in
+    build) install_packages; build_module ;;
+    test)  install_packages; build_module; cmd_test "$@" ;;
+    demo)  install_packages; build_module; cmd_demo "$@" ;;
+    *)     die "usage: $0 [build | test [files...] | demo [port]]" ;;
+esac

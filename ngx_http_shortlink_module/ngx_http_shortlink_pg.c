@@ -1,0 +1,1099 @@
+
+/*
+ * Copyright (C) ngx_http_shortlink_module authors
+ *
+ * The per-worker PostgreSQL pool.  This is the only code that touches a
+ * libpq connection: it connects with PQconnectStartParams/PQconnectPoll,
+ * prepares the lookup, sends queries with PQsendQueryPrepared, flushes with
+ * PQflush and reads with PQconsumeInput/PQgetResult, all driven by nginx
+ * events on the libpq socket.  It must never call a blocking libpq function.
+ *
+ * libpq owns its socket: we wrap the fd in an ngx_connection_t to get
+ * events, and on close we let PQfinish() close the fd and only give the
+ * connection object back to nginx.  Events are level-triggered, so nothing
+ * libpq leaves in the kernel buffer can stall a connection.
+ *
+ * A query is owned by the pool, not by the request that asked for it: a
+ * request that goes away detaches itself (data = NULL) and an in-flight
+ * query is still read to its end, so the connection stays usable.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_http_shortlink_pg.h"
+
+
+#define NGX_HTTP_SHORTLINK_PG_FREE         0
+#define NGX_HTTP_SHORTLINK_PG_CONNECTING   1
+#define NGX_HTTP_SHORTLINK_PG_PREPARING    2
+#define NGX_HTTP_SHORTLINK_PG_IDLE         3
+#define NGX_HTTP_SHORTLINK_PG_BUSY         4
+
+#define NGX_HTTP_SHORTLINK_PG_BACKOFF_MIN  100
+
+
+typedef struct {
+    ngx_http_shortlink_pg_pool_t     *pool;
+    PGconn                           *conn;
+    ngx_connection_t                 *c;
+    ngx_http_shortlink_pg_query_t    *query;
+    ngx_event_t                       timer;       /* connect and prepare */
+    ngx_uint_t                        state;
+    unsigned                          prepared:1;
+    unsigned                          delivered:1;
+} ngx_http_shortlink_pg_conn_t;
+
+
+struct ngx_http_shortlink_pg_pool_s {
+    ngx_http_shortlink_pg_conf_t     *conf;
+    ngx_http_shortlink_pg_conn_t     *conns;
+    ngx_queue_t                       waiting;
+    ngx_event_t                       dispatch;
+    ngx_log_t                        *log;
+    ngx_msec_t                        retry_at;
+    ngx_uint_t                        failures;
+};
+
+
+struct ngx_http_shortlink_pg_query_s {
+    ngx_queue_t                       queue;       /* in pool->waiting */
+    ngx_event_t                       timer;       /* the whole query */
+    ngx_http_shortlink_pg_pool_t     *pool;
+    ngx_http_shortlink_pg_conn_t     *pgc;         /* NULL while waiting */
+    ngx_http_shortlink_pg_handler_pt  handler;
+    void                             *data;        /* NULL once detached */
+    const char                       *stmt;
+    int                               nparams;
+    const char                       *values[NGX_HTTP_SHORTLINK_PG_MAX_PARAMS];
+};
+
+
+static void ngx_http_shortlink_pg_dispatch_handler(ngx_event_t *ev);
+static void ngx_http_shortlink_pg_dispatch(ngx_http_shortlink_pg_pool_t *pool);
+static ngx_uint_t ngx_http_shortlink_pg_alive(
+    ngx_http_shortlink_pg_pool_t *pool);
+static ngx_uint_t ngx_http_shortlink_pg_in_backoff(
+    ngx_http_shortlink_pg_pool_t *pool);
+static void ngx_http_shortlink_pg_backoff(ngx_http_shortlink_pg_pool_t *pool);
+static void ngx_http_shortlink_pg_fail_waiting(
+    ngx_http_shortlink_pg_pool_t *pool);
+
+static void ngx_http_shortlink_pg_connect(ngx_http_shortlink_pg_conn_t *pgc);
+static void ngx_http_shortlink_pg_connect_poll(
+    ngx_http_shortlink_pg_conn_t *pgc);
+static void ngx_http_shortlink_pg_connect_timeout(ngx_event_t *ev);
+static void ngx_http_shortlink_pg_prepare(ngx_http_shortlink_pg_conn_t *pgc);
+static void ngx_http_shortlink_pg_send(ngx_http_shortlink_pg_conn_t *pgc,
+    ngx_http_shortlink_pg_query_t *q);
+static void ngx_http_shortlink_pg_results(ngx_http_shortlink_pg_conn_t *pgc);
+static void ngx_http_shortlink_pg_done(ngx_http_shortlink_pg_conn_t *pgc);
+static void ngx_http_shortlink_pg_close(ngx_http_shortlink_pg_conn_t *pgc,
+    ngx_uint_t failed);
+
+static ngx_int_t ngx_http_shortlink_pg_wrap(ngx_http_shortlink_pg_conn_t *pgc);
+static void ngx_http_shortlink_pg_unwrap(ngx_http_shortlink_pg_conn_t *pgc);
+static ngx_int_t ngx_http_shortlink_pg_events(
+    ngx_http_shortlink_pg_conn_t *pgc, ngx_uint_t rd, ngx_uint_t wr);
+static ngx_int_t ngx_http_shortlink_pg_flush(
+    ngx_http_shortlink_pg_conn_t *pgc);
+static void ngx_http_shortlink_pg_read_handler(ngx_event_t *rev);
+static void ngx_http_shortlink_pg_write_handler(ngx_event_t *wev);
+
+static void ngx_http_shortlink_pg_query_timeout(ngx_event_t *ev);
+static void ngx_http_shortlink_pg_deliver(ngx_http_shortlink_pg_query_t *q,
+    PGresult *res, ngx_int_t rc);
+static void ngx_http_shortlink_pg_finish(ngx_http_shortlink_pg_query_t *q);
+
+static void ngx_http_shortlink_pg_notice(void *arg, const char *message);
+static size_t ngx_http_shortlink_pg_msglen(const char *message);
+
+
+static const char  ngx_http_shortlink_pg_lookup_sql[] =
+    "SELECT url, redirect_status, expires_epoch FROM shortlink.resolve($1)";
+
+
+ngx_http_shortlink_pg_pool_t *
+ngx_http_shortlink_pg_pool_create(ngx_cycle_t *cycle,
+    ngx_http_shortlink_pg_conf_t *conf)
+{
+    ngx_uint_t                     i;
+    ngx_http_shortlink_pg_conn_t  *pgc;
+    ngx_http_shortlink_pg_pool_t  *pool;
+
+    pool = ngx_pcalloc(cycle->pool, sizeof(ngx_http_shortlink_pg_pool_t));
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    pool->conns = ngx_pcalloc(cycle->pool,
+                              conf->size * sizeof(ngx_http_shortlink_pg_conn_t));
+    if (pool->conns == NULL) {
+        return NULL;
+    }
+
+    pool->conf = conf;
+    pool->log = cycle->log;
+    pool->retry_at = ngx_current_msec;
+    ngx_queue_init(&pool->waiting);
+
+    pool->dispatch.handler = ngx_http_shortlink_pg_dispatch_handler;
+    pool->dispatch.data = pool;
+    pool->dispatch.log = cycle->log;
+
+    for (i = 0; i < conf->size; i++) {
+        pgc = &pool->conns[i];
+        pgc->pool = pool;
+        pgc->timer.handler = ngx_http_shortlink_pg_connect_timeout;
+        pgc->timer.data = pgc;
+        pgc->timer.log = cycle->log;
+    }
+
+    return pool;
+}
+
+
+/*
+ * Called when the worker exits: every query is detached first, so no
+ * request is touched while the process is going away.
+ */
+
+void
+ngx_http_shortlink_pg_pool_destroy(ngx_http_shortlink_pg_pool_t *pool)
+{
+    ngx_uint_t                      i;
+    ngx_queue_t                    *qn;
+    ngx_http_shortlink_pg_query_t  *q;
+
+    if (pool->dispatch.posted) {
+        ngx_delete_posted_event(&pool->dispatch);
+    }
+
+    while (!ngx_queue_empty(&pool->waiting)) {
+        qn = ngx_queue_head(&pool->waiting);
+        ngx_queue_remove(qn);
+        q = ngx_queue_data(qn, ngx_http_shortlink_pg_query_t, queue);
+        q->data = NULL;
+        ngx_http_shortlink_pg_finish(q);
+    }
+
+    for (i = 0; i < pool->conf->size; i++) {
+        if (pool->conns[i].query) {
+            pool->conns[i].query->data = NULL;
+        }
+
+        if (pool->conns[i].state != NGX_HTTP_SHORTLINK_PG_FREE) {
+            ngx_http_shortlink_pg_close(&pool->conns[i], 0);
+        }
+    }
+}
+
+
+/*
+ * Queues a query and returns at once: NGX_OK (the handler will be called
+ * later, from an event), NGX_DECLINED (PostgreSQL is known to be down and
+ * the pool is backing off: answer "unavailable" now), or NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_http_shortlink_pg_query(ngx_http_shortlink_pg_pool_t *pool,
+    const char *stmt, ngx_uint_t nparams, ngx_str_t *params,
+    ngx_http_shortlink_pg_handler_pt handler, void *data,
+    ngx_http_shortlink_pg_query_t **qp)
+{
+    u_char                         *p;
+    size_t                          len;
+    ngx_uint_t                      i;
+    ngx_http_shortlink_pg_query_t  *q;
+
+    if (nparams > NGX_HTTP_SHORTLINK_PG_MAX_PARAMS) {
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_shortlink_pg_alive(pool)
+        && ngx_http_shortlink_pg_in_backoff(pool))
+    {
+        return NGX_DECLINED;
+    }
+
+    len = sizeof(ngx_http_shortlink_pg_query_t);
+
+    for (i = 0; i < nparams; i++) {
+        len += params[i].len + 1;
+    }
+
+    q = ngx_alloc(len, pool->log);
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(q, sizeof(ngx_http_shortlink_pg_query_t));
+
+    p = (u_char *) (q + 1);
+
+    for (i = 0; i < nparams; i++) {
+        q->values[i] = (const char *) p;
+        p = ngx_cpymem(p, params[i].data, params[i].len);
+        *p++ = '\0';
+    }
+
+    q->pool = pool;
+    q->stmt = stmt;
+    q->nparams = (int) nparams;
+    q->handler = handler;
+    q->data = data;
+
+    q->timer.handler = ngx_http_shortlink_pg_query_timeout;
+    q->timer.data = q;
+    q->timer.log = pool->log;
+
+    ngx_add_timer(&q->timer, pool->conf->query_timeout);
+
+    ngx_queue_insert_tail(&pool->waiting, &q->queue);
+
+    /* handlers are never called from inside this function */
+    ngx_post_event(&pool->dispatch, &ngx_posted_events);
+
+    *qp = q;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The asker goes away.  A waiting query is dropped; an in-flight one stays
+ * until its results are drained, and its handler is not called.
+ */
+
+void
+ngx_http_shortlink_pg_detach(ngx_http_shortlink_pg_query_t *q)
+{
+    q->data = NULL;
+
+    if (q->pgc == NULL) {
+        ngx_queue_remove(&q->queue);
+        ngx_http_shortlink_pg_finish(q);
+    }
+}
+
+
+time_t
+ngx_http_shortlink_pg_retry_after(ngx_http_shortlink_pg_pool_t *pool)
+{
+    ngx_msec_int_t  left;
+
+    left = (ngx_msec_int_t) (pool->retry_at - ngx_current_msec);
+
+    if (left <= 0) {
+        return 1;
+    }
+
+    return (time_t) ((left + 999) / 1000);
+}
+
+
+/* configuration time: refuse a conninfo libpq cannot parse */
+
+char *
+ngx_http_shortlink_pg_check_conninfo(ngx_conf_t *cf, ngx_str_t *ci)
+{
+    char              *err;
+    ngx_uint_t         named_host, hostaddr;
+    PQconninfoOption  *opts, *o;
+
+    err = NULL;
+
+    opts = PQconninfoParse((const char *) ci->data, &err);
+
+    if (opts == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid PostgreSQL conninfo \"%V\": %*s", ci,
+                           err ? ngx_http_shortlink_pg_msglen(err) : 0,
+                           err ? err : "");
+        if (err) {
+            PQfreemem(err);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    named_host = 0;
+    hostaddr = 0;
+
+    for (o = opts; o->keyword; o++) {
+        if (o->val == NULL || o->val[0] == '\0') {
+            continue;
+        }
+
+        if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
+            hostaddr = 1;
+
+        } else if (ngx_strcmp(o->keyword, "host") == 0
+                   && o->val[0] != '/'
+                   && ngx_inet_addr((u_char *) o->val, ngx_strlen(o->val))
+                      == INADDR_NONE
+                   && ngx_strchr(o->val, ':') == NULL)
+        {
+            named_host = 1;
+        }
+    }
+
+    PQconninfoFree(opts);
+
+    if (named_host && !hostaddr) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "PostgreSQL conninfo \"%V\" names a host: libpq "
+                           "resolves host names synchronously, which blocks "
+                           "the worker; use an address or add hostaddr=", ci);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_shortlink_pg_dispatch_handler(ngx_event_t *ev)
+{
+    ngx_http_shortlink_pg_dispatch(ev->data);
+}
+
+
+static void
+ngx_http_shortlink_pg_dispatch(ngx_http_shortlink_pg_pool_t *pool)
+{
+    ngx_uint_t                      i, connecting;
+    ngx_queue_t                    *qn;
+    ngx_http_shortlink_pg_conn_t   *pgc, *idle, *free;
+    ngx_http_shortlink_pg_query_t  *q;
+
+    for ( ;; ) {
+
+        if (ngx_queue_empty(&pool->waiting)) {
+            return;
+        }
+
+        idle = NULL;
+        free = NULL;
+        connecting = 0;
+
+        for (i = 0; i < pool->conf->size; i++) {
+            pgc = &pool->conns[i];
+
+            switch (pgc->state) {
+
+            case NGX_HTTP_SHORTLINK_PG_IDLE:
+                idle = pgc;
+                break;
+
+            case NGX_HTTP_SHORTLINK_PG_FREE:
+                free = pgc;
+                break;
+
+            case NGX_HTTP_SHORTLINK_PG_CONNECTING:
+            case NGX_HTTP_SHORTLINK_PG_PREPARING:
+                connecting++;
+                break;
+            }
+
+            if (idle) {
+                break;
+            }
+        }
+
+        if (idle == NULL) {
+            break;
+        }
+
+        qn = ngx_queue_head(&pool->waiting);
+        ngx_queue_remove(qn);
+        q = ngx_queue_data(qn, ngx_http_shortlink_pg_query_t, queue);
+
+        ngx_http_shortlink_pg_send(idle, q);
+    }
+
+    /* queries wait and no connection is idle: grow the pool by one */
+
+    if (connecting == 0 && free && !ngx_http_shortlink_pg_in_backoff(pool)) {
+        ngx_http_shortlink_pg_connect(free);
+    }
+
+    if (!ngx_http_shortlink_pg_alive(pool)) {
+        ngx_http_shortlink_pg_fail_waiting(pool);
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_shortlink_pg_alive(ngx_http_shortlink_pg_pool_t *pool)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < pool->conf->size; i++) {
+        if (pool->conns[i].state != NGX_HTTP_SHORTLINK_PG_FREE) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_uint_t
+ngx_http_shortlink_pg_in_backoff(ngx_http_shortlink_pg_pool_t *pool)
+{
+    return (ngx_msec_int_t) (pool->retry_at - ngx_current_msec) > 0;
+}
+
+
+/* exponential backoff with jitter: 100ms, 200ms, ... up to backoff= */
+
+static void
+ngx_http_shortlink_pg_backoff(ngx_http_shortlink_pg_pool_t *pool)
+{
+    ngx_msec_t  delay;
+
+    pool->failures++;
+
+    delay = (ngx_msec_t) NGX_HTTP_SHORTLINK_PG_BACKOFF_MIN
+            << ngx_min(pool->failures - 1, 10);
+
+    if (delay > pool->conf->backoff_max) {
+        delay = pool->conf->backoff_max;
+    }
+
+    delay = delay / 2 + (ngx_msec_t) ngx_random() % (delay / 2 + 1);
+
+    pool->retry_at = ngx_current_msec + delay;
+
+    ngx_log_error(NGX_LOG_WARN, pool->log, 0,
+                  "shortlink: PostgreSQL unavailable, next connection "
+                  "attempt in %M ms", delay);
+}
+
+
+static void
+ngx_http_shortlink_pg_fail_waiting(ngx_http_shortlink_pg_pool_t *pool)
+{
+    ngx_queue_t                    *qn;
+    ngx_http_shortlink_pg_query_t  *q;
+
+    while (!ngx_queue_empty(&pool->waiting)) {
+        qn = ngx_queue_head(&pool->waiting);
+        ngx_queue_remove(qn);
+        q = ngx_queue_data(qn, ngx_http_shortlink_pg_query_t, queue);
+
+        ngx_http_shortlink_pg_deliver(q, NULL, NGX_ERROR);
+        ngx_http_shortlink_pg_finish(q);
+    }
+}
+
+
+static void
+ngx_http_shortlink_pg_connect(ngx_http_shortlink_pg_conn_t *pgc)
+{
+    ngx_http_shortlink_pg_pool_t  *pool;
+    const char                    *keys[3], *values[3];
+
+    pool = pgc->pool;
+
+    keys[0] = "dbname";
+    values[0] = (const char *) pool->conf->conninfo.data;
+    keys[1] = "fallback_application_name";
+    values[1] = "nginx-shortlink";
+    keys[2] = NULL;
+    values[2] = NULL;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                   "shortlink pg: connecting");
+
+    /* expand_dbname = 1: the conninfo string is parsed as such */
+    pgc->conn = PQconnectStartParams(keys, values, 1);
+
+    if (pgc->conn == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, pool->log, 0,
+                      "shortlink: PQconnectStartParams() failed: no memory");
+        ngx_http_shortlink_pg_backoff(pool);
+        return;
+    }
+
+    pgc->state = NGX_HTTP_SHORTLINK_PG_CONNECTING;
+    pgc->prepared = 0;
+
+    if (PQstatus(pgc->conn) == CONNECTION_BAD) {
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "shortlink: could not connect to PostgreSQL: %*s",
+                      ngx_http_shortlink_pg_msglen(PQerrorMessage(pgc->conn)),
+                      PQerrorMessage(pgc->conn));
+        ngx_http_shortlink_pg_close(pgc, 1);
+        return;
+    }
+
+    if (PQsetnonblocking(pgc->conn, 1) == -1
+        || ngx_http_shortlink_pg_wrap(pgc) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "shortlink: could not set up PostgreSQL connection");
+        ngx_http_shortlink_pg_close(pgc, 1);
+        return;
+    }
+
+    PQsetNoticeProcessor(pgc->conn, ngx_http_shortlink_pg_notice, pool->log);
+
+    ngx_add_timer(&pgc->timer, pool->conf->connect_timeout);
+
+    /* libpq: start as if PQconnectPoll() had returned PGRES_POLLING_WRITING */
+
+    if (ngx_http_shortlink_pg_events(pgc, 0, 1) != NGX_OK) {
+        ngx_http_shortlink_pg_close(pgc, 1);
+    }
+}
+
+
+static void
+ngx_http_shortlink_pg_connect_poll(ngx_http_shortlink_pg_conn_t *pgc)
+{
+    ngx_int_t                rc;
+    const char              *msg;
+    PostgresPollingStatusType  status;
+
+    status = PQconnectPoll(pgc->conn);
+
+    /* libpq may move to another socket (next host, SSL fallback) */
+
+    if (status != PGRES_POLLING_FAILED
+        && PQsocket(pgc->conn) != pgc->c->fd)
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pgc->pool->log, 0,
+                       "shortlink pg: socket changed while connecting");
+
+        ngx_http_shortlink_pg_unwrap(pgc);
+
+        if (ngx_http_shortlink_pg_wrap(pgc) != NGX_OK) {
+            ngx_http_shortlink_pg_close(pgc, 1);
+            return;
+        }
+    }
+
+    switch (status) {
+
+    case PGRES_POLLING_READING:
+        rc = ngx_http_shortlink_pg_events(pgc, 1, 0);
+        break;
+
+    case PGRES_POLLING_WRITING:
+        rc = ngx_http_shortlink_pg_events(pgc, 0, 1);
+        break;
+
+    case PGRES_POLLING_OK:
+        ngx_http_shortlink_pg_prepare(pgc);
+        return;
+
+    default: /* PGRES_POLLING_FAILED */
+        msg = PQerrorMessage(pgc->conn);
+        ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
+                      "shortlink: could not connect to PostgreSQL: %*s",
+                      ngx_http_shortlink_pg_msglen(msg), msg);
+        ngx_http_shortlink_pg_close(pgc, 1);
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_shortlink_pg_close(pgc, 1);
+    }
+}
+
+
+static void
+ngx_http_shortlink_pg_connect_timeout(ngx_event_t *ev)
+{
+    ngx_http_shortlink_pg_conn_t  *pgc;
+
+    pgc = ev->data;
+
+    ngx_log_error(NGX_LOG_ERR, pgc->pool->log, NGX_ETIMEDOUT,
+                  "shortlink: PostgreSQL %s timed out after %M ms",
+                  pgc->state == NGX_HTTP_SHORTLINK_PG_CONNECTING
+                  ? "connect" : "prepare",
+                  pgc->pool->conf->connect_timeout);
+
+    ngx_http_shortlink_pg_close(pgc, 1);
+}
+
+
+static void
+ngx_http_shortlink_pg_prepare(ngx_http_shortlink_pg_conn_t *pgc)
+{
+    const char  *msg;
+
+    pgc->state = NGX_HTTP_SHORTLINK_PG_PREPARING;
+
+    if (!PQsendPrepare(pgc->conn, NGX_HTTP_SHORTLINK_PG_LOOKUP,
+                       ngx_http_shortlink_pg_lookup_sql, 1, NULL)
+        || ngx_http_shortlink_pg_flush(pgc) != NGX_OK)
+    {
+        msg = PQerrorMessage(pgc->conn);
+        ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
+                      "shortlink: could not prepare lookup: %*s",
+                      ngx_http_shortlink_pg_msglen(msg), msg);
+        ngx_http_shortlink_pg_close(pgc, 1);
+    }
+}
+
+
+static void
+ngx_http_shortlink_pg_send(ngx_http_shortlink_pg_conn_t *pgc,
+    ngx_http_shortlink_pg_query_t *q)
+{
+    const char  *msg;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pgc->pool->log, 0,
+                   "shortlink pg: sending \"%s\" on connection *%uA",
+                   q->stmt, pgc->c->number);
+
+    pgc->query = q;
+    pgc->delivered = 0;
+    pgc->state = NGX_HTTP_SHORTLINK_PG_BUSY;
+    pgc->c->idle = 0;
+    q->pgc = pgc;
+
+    if (!PQsendQueryPrepared(pgc->conn, q->stmt, q->nparams, q->values,
+                             NULL, NULL, 0)
+        || ngx_http_shortlink_pg_flush(pgc) != NGX_OK)
+    {
+        msg = PQerrorMessage(pgc->conn);
+        ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
+                      "shortlink: could not send query: %*s",
+                      ngx_http_shortlink_pg_msglen(msg), msg);
+        ngx_http_shortlink_pg_close(pgc, 1);
+    }
+}
+
+
+static void
+ngx_http_shortlink_pg_results(ngx_http_shortlink_pg_conn_t *pgc)
+{
+    const char      *msg;
+    PGresult        *res;
+    ExecStatusType   status;
+
+    while (!PQisBusy(pgc->conn)) {
+
+        res = PQgetResult(pgc->conn);
+
+        if (res == NULL) {
+            ngx_http_shortlink_pg_done(pgc);
+            return;
+        }
+
+        status = PQresultStatus(res);
+
+        if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
+            msg = PQresultErrorMessage(res);
+            ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
+                          "shortlink: PostgreSQL %s failed: %*s",
+                          pgc->state == NGX_HTTP_SHORTLINK_PG_PREPARING
+                          ? "prepare" : "query",
+                          ngx_http_shortlink_pg_msglen(msg), msg);
+        }
+
+        if (pgc->state == NGX_HTTP_SHORTLINK_PG_PREPARING) {
+            pgc->prepared = (status == PGRES_COMMAND_OK);
+
+        } else if (!pgc->delivered) {
+            pgc->delivered = 1;
+
+            if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+                ngx_http_shortlink_pg_deliver(pgc->query, res, NGX_OK);
+
+            } else {
+                ngx_http_shortlink_pg_deliver(pgc->query, NULL, NGX_ERROR);
+            }
+        }
+
+        PQclear(res);
+    }
+}
+
+
+/* all results of the current command are in: the connection is free */
+
+static void
+ngx_http_shortlink_pg_done(ngx_http_shortlink_pg_conn_t *pgc)
+{
+    ngx_http_shortlink_pg_pool_t   *pool;
+    ngx_http_shortlink_pg_query_t  *q;
+
+    pool = pgc->pool;
+
+    if (pgc->state == NGX_HTTP_SHORTLINK_PG_PREPARING) {
+
+        if (!pgc->prepared) {
+            ngx_http_shortlink_pg_close(pgc, 1);
+            return;
+        }
+
+        if (pgc->timer.timer_set) {
+            ngx_del_timer(&pgc->timer);
+        }
+
+        pool->failures = 0;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                       "shortlink pg: connection *%uA ready",
+                       pgc->c->number);
+
+    } else {
+        q = pgc->query;
+        pgc->query = NULL;
+        q->pgc = NULL;
+
+        if (!pgc->delivered) {
+            ngx_http_shortlink_pg_deliver(q, NULL, NGX_ERROR);
+        }
+
+        ngx_http_shortlink_pg_finish(q);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                       "shortlink pg: connection *%uA idle", pgc->c->number);
+    }
+
+    pgc->state = NGX_HTTP_SHORTLINK_PG_IDLE;
+    pgc->c->idle = 1;
+
+    if (ngx_http_shortlink_pg_events(pgc, 1, 0) != NGX_OK) {
+        ngx_http_shortlink_pg_close(pgc, 1);
+    }
+
+    ngx_http_shortlink_pg_dispatch(pool);
+}
+
+
+/*
+ * failed: the connection broke or timed out (back off before the next
+ * attempt); otherwise a deliberate close (shutdown).  Any query on it gets
+ * an error.  PQfinish() closes the socket; nginx only gets its connection
+ * object back.
+ */
+
+static void
+ngx_http_shortlink_pg_close(ngx_http_shortlink_pg_conn_t *pgc,
+    ngx_uint_t failed)
+{
+    ngx_http_shortlink_pg_pool_t   *pool;
+    ngx_http_shortlink_pg_query_t  *q;
+
+    pool = pgc->pool;
+    q = pgc->query;
+    pgc->query = NULL;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                   "shortlink pg: closing connection, failed:%ui", failed);
+
+    if (pgc->timer.timer_set) {
+        ngx_del_timer(&pgc->timer);
+    }
+
+    if (pgc->conn) {
+        PQfinish(pgc->conn);
+        pgc->conn = NULL;
+    }
+
+    ngx_http_shortlink_pg_unwrap(pgc);
+
+    pgc->state = NGX_HTTP_SHORTLINK_PG_FREE;
+
+    if (failed) {
+        ngx_http_shortlink_pg_backoff(pool);
+    }
+
+    if (q) {
+        q->pgc = NULL;
+        ngx_http_shortlink_pg_deliver(q, NULL, NGX_ERROR);
+        ngx_http_shortlink_pg_finish(q);
+    }
+
+    if (!ngx_queue_empty(&pool->waiting)) {
+        ngx_post_event(&pool->dispatch, &ngx_posted_events);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_shortlink_pg_wrap(ngx_http_shortlink_pg_conn_t *pgc)
+{
+    int                socket;
+    ngx_connection_t  *c;
+
+    socket = PQsocket(pgc->conn);
+
+    if (socket == -1) {
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(socket, pgc->pool->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = pgc;
+    c->read->handler = ngx_http_shortlink_pg_read_handler;
+    c->write->handler = ngx_http_shortlink_pg_write_handler;
+    c->read->log = c->log;
+    c->write->log = c->log;
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+
+    pgc->c = c;
+
+    return NGX_OK;
+}
+
+
+/* the socket itself is libpq's: it is closed (or was) by libpq */
+
+static void
+ngx_http_shortlink_pg_unwrap(ngx_http_shortlink_pg_conn_t *pgc)
+{
+    ngx_connection_t  *c;
+
+    c = pgc->c;
+
+    if (c == NULL) {
+        return;
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    if (c->read->active) {
+        ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->write->active) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    c->read->closed = 1;
+    c->write->closed = 1;
+
+    ngx_free_connection(c);
+
+    c->fd = (ngx_socket_t) -1;
+    pgc->c = NULL;
+}
+
+
+/* arm exactly the wanted events, level-triggered */
+
+static ngx_int_t
+ngx_http_shortlink_pg_events(ngx_http_shortlink_pg_conn_t *pgc,
+    ngx_uint_t rd, ngx_uint_t wr)
+{
+    ngx_connection_t  *c;
+
+    c = pgc->c;
+
+    if (rd && !c->read->active) {
+        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (!rd && c->read->active) {
+        if (ngx_del_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (wr && !c->write->active) {
+        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (!wr && c->write->active) {
+        if (ngx_del_event(c->write, NGX_WRITE_EVENT, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* PQflush() until libpq has nothing left; wait for writability if needed */
+
+static ngx_int_t
+ngx_http_shortlink_pg_flush(ngx_http_shortlink_pg_conn_t *pgc)
+{
+    int  rc;
+
+    rc = PQflush(pgc->conn);
+
+    if (rc == -1) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_shortlink_pg_events(pgc, 1, rc == 1);
+}
+
+
+static void
+ngx_http_shortlink_pg_read_handler(ngx_event_t *rev)
+{
+    const char                    *msg;
+    ngx_connection_t              *c;
+    ngx_http_shortlink_pg_conn_t  *pgc;
+
+    c = rev->data;
+    pgc = c->data;
+
+    if (pgc->state == NGX_HTTP_SHORTLINK_PG_CONNECTING) {
+        ngx_http_shortlink_pg_connect_poll(pgc);
+        return;
+    }
+
+    if (c->close) {
+        /* an idle connection and the worker is shutting down */
+        ngx_http_shortlink_pg_close(pgc, 0);
+        return;
+    }
+
+    if (!PQconsumeInput(pgc->conn)) {
+        msg = PQerrorMessage(pgc->conn);
+        ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
+                      "shortlink: PostgreSQL connection lost: %*s",
+                      ngx_http_shortlink_pg_msglen(msg), msg);
+        ngx_http_shortlink_pg_close(pgc, 1);
+        return;
+    }
+
+    if (pgc->state == NGX_HTTP_SHORTLINK_PG_IDLE) {
+        /* nothing was asked: notices only, handled by libpq */
+        return;
+    }
+
+    if (ngx_http_shortlink_pg_flush(pgc) != NGX_OK) {
+        ngx_http_shortlink_pg_close(pgc, 1);
+        return;
+    }
+
+    ngx_http_shortlink_pg_results(pgc);
+}
+
+
+static void
+ngx_http_shortlink_pg_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t              *c;
+    ngx_http_shortlink_pg_conn_t  *pgc;
+
+    c = wev->data;
+    pgc = c->data;
+
+    if (pgc->state == NGX_HTTP_SHORTLINK_PG_CONNECTING) {
+        ngx_http_shortlink_pg_connect_poll(pgc);
+        return;
+    }
+
+    if (ngx_http_shortlink_pg_flush(pgc) != NGX_OK) {
+        ngx_http_shortlink_pg_close(pgc, 1);
+    }
+}
+
+
+/*
+ * A query took longer than query_timeout in all (waiting for a connection
+ * included).  A connection stuck on a query cannot be cancelled without
+ * blocking (PQcancel), so it is closed and reopened later.
+ */
+
+static void
+ngx_http_shortlink_pg_query_timeout(ngx_event_t *ev)
+{
+    ngx_http_shortlink_pg_query_t  *q;
+
+    q = ev->data;
+
+    if (q->pgc == NULL) {
+        ngx_log_error(NGX_LOG_ERR, q->pool->log, NGX_ETIMEDOUT,
+                      "shortlink: no PostgreSQL connection within %M ms",
+                      q->pool->conf->query_timeout);
+
+        ngx_queue_remove(&q->queue);
+        ngx_http_shortlink_pg_deliver(q, NULL, NGX_ERROR);
+        ngx_http_shortlink_pg_finish(q);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, q->pool->log, NGX_ETIMEDOUT,
+                  "shortlink: PostgreSQL query timed out after %M ms",
+                  q->pool->conf->query_timeout);
+
+    ngx_http_shortlink_pg_close(q->pgc, 1);
+}
+
+
+static void
+ngx_http_shortlink_pg_deliver(ngx_http_shortlink_pg_query_t *q,
+    PGresult *res, ngx_int_t rc)
+{
+    void  *data;
+
+    data = q->data;
+
+    if (data == NULL) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, q->pool->log, 0,
+                       "shortlink pg: result for a detached query dropped");
+        return;
+    }
+
+    q->data = NULL;
+    q->handler(data, res, rc);
+}
+
+
+static void
+ngx_http_shortlink_pg_finish(ngx_http_shortlink_pg_query_t *q)
+{
+    if (q->timer.timer_set) {
+        ngx_del_timer(&q->timer);
+    }
+
+    ngx_free(q);
+}
+
+
+static void
+ngx_http_shortlink_pg_notice(void *arg, const char *message)
+{
+    ngx_log_t  *log = arg;
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0, "shortlink: PostgreSQL: %*s",
+                  ngx_http_shortlink_pg_msglen(message), message);
+}
+
+
+/* libpq's messages end in a newline that the error log does not want */
+
+static size_t
+ngx_http_shortlink_pg_msglen(const char *message)
+{
+    size_t  len;
+
+    len = ngx_strlen(message);
+
+    while (len && (message[len - 1] == '\n' || message[len - 1] == ' ')) {
+        len--;
+    }
+
+    return len;
+}
