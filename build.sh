@@ -148,11 +148,20 @@ start_services() {
         -E UTF8 --no-locale >"$RUN_DIR/initdb.log" 2>&1 \
         || { cat "$RUN_DIR/initdb.log"; die "initdb failed"; }
 
+    # settings live in the data directory, so a test can stop and start
+    # the server with a bare pg_ctl (t/lib/ShortlinkTest.pm)
+    cat >> "$RUN_DIR/pg/data/postgresql.conf" <<EOF
+port = $PG_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$RUN_DIR/pg'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 200
+EOF
+
     as_postgres "$PG_BIN/pg_ctl" -D "$RUN_DIR/pg/data" -l "$RUN_DIR/pg/log" \
-        -w -t 30 -o "-p $PG_PORT -c listen_addresses=127.0.0.1 \
-        -c unix_socket_directories=$RUN_DIR/pg -c fsync=off \
-        -c synchronous_commit=off -c full_page_writes=off \
-        -c max_connections=200" start >/dev/null \
+        -w -t 30 start >/dev/null \
         || { cat "$RUN_DIR/pg/log"; die "PostgreSQL did not start"; }
 
     psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
@@ -282,12 +291,19 @@ EOF
 }
 
 
-cmd=${1:-build}
-[ $# -gt 0 ] && shift
+main() {
+    local cmd=${1:-build}
+    [ $# -gt 0 ] && shift
 
-case "$cmd" in
-    build) install_packages; build_module ;;
-    test)  install_packages; build_module; cmd_test "$@" ;;
-    demo)  install_packages; build_module; cmd_demo "$@" ;;
-    *)     die "usage: $0 [build | test [files...] | demo [port]]" ;;
-esac
+    case "$cmd" in
+        build) install_packages; build_module ;;
+        test)  install_packages; build_module; cmd_test "$@" ;;
+        demo)  install_packages; build_module; cmd_demo "$@" ;;
+        *)     die "usage: $0 [build | test [files...] | demo [port]]" ;;
+    esac
+}
+
+# bench/run.sh sources this file for its functions
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
+fi

@@ -156,6 +156,9 @@ ngx_http_shortlink_lookup(ngx_http_request_t *r, ngx_http_shortlink_ctx_t *ctx)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "shortlink: looking up \"%V\" in PostgreSQL", &ctx->code);
 
+    /* notice a client that leaves while we wait: it finalizes with 499 */
+    r->read_event_handler = ngx_http_test_reading;
+
     r->main->count++;
 
     return NGX_DONE;

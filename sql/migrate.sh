@@ -11,12 +11,13 @@ set -eu
 dir=$(cd "$(dirname "$0")" && pwd)
 conn=${1:-}
 
+export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
+
 psql_run() {
     psql -X -q -v ON_ERROR_STOP=1 ${conn:+"$conn"} "$@"
 }
 
 psql_run <<'SQL'
-SET client_min_messages = warning;
 CREATE SCHEMA IF NOT EXISTS shortlink;
 CREATE TABLE IF NOT EXISTS shortlink.schema_migrations (
     version     text        PRIMARY KEY,

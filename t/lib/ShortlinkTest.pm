@@ -1,0 +1,108 @@
+package ShortlinkTest;
+
+# Helpers the suites share: talk to the throw-away PostgreSQL that
+# `./build.sh test` started (psql with the DSN from TEST_NGINX_PG_DSN), stop
+# and start it, and hold locks in the background.  Plain Perl, usable under
+# upstream Test::Nginx as well as under t/runner.
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use POSIX ':sys_wait_h';
+use Time::HiRes qw(sleep);
+
+our @EXPORT = qw(sql sql_value sql_bg pg_stop pg_start pg_wait_bg
+                 silent_listener);
+
+my @background;
+
+sub _dsn {
+    my $dsn = $ENV{TEST_NGINX_PG_DSN}
+        or die "TEST_NGINX_PG_DSN is not set: run the suites with ./build.sh test\n";
+    return $dsn;
+}
+
+# run SQL, die with psql's message if it fails; returns psql's output
+sub sql {
+    my ($sql) = @_;
+    my $out = _psql($sql);
+    return $out;
+}
+
+sub sql_value {
+    my ($sql) = @_;
+    my $out = _psql($sql, '-At');
+    chomp $out;
+    return $out;
+}
+
+sub _psql {
+    my ($sql, @opts) = @_;
+    my $pid = open(my $fh, '-|');
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDERR, '>&', \*STDOUT;
+        exec 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', @opts,
+             _dsn(), '-c', $sql;
+        exit 127;
+    }
+    local $/;
+    my $out = <$fh>;
+    close $fh;
+    die "psql failed ($?): $out\n" if $?;
+    return $out // '';
+}
+
+# run SQL in the background (e.g. hold a lock); returns at once
+sub sql_bg {
+    my ($sql) = @_;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        exec 'psql', '-X', '-q', _dsn(), '-c', $sql;
+        exit 127;
+    }
+    push @background, $pid;
+    return $pid;
+}
+
+sub pg_wait_bg {
+    waitpid($_, 0) for @background;
+    @background = ();
+}
+
+sub _pg_ctl {
+    my (@args) = @_;
+    my $bin = $ENV{SHORTLINK_PG_BIN} or die "SHORTLINK_PG_BIN is not set\n";
+    my $data = $ENV{SHORTLINK_PG_DATA} or die "SHORTLINK_PG_DATA is not set\n";
+    my @cmd = ("$bin/pg_ctl", '-D', $data, '-w', @args);
+    unshift @cmd, 'runuser', '-u', 'postgres', '--' if $> == 0;
+    system(@cmd) == 0 or die "pg_ctl @args failed\n";
+}
+
+sub pg_stop {
+    _pg_ctl('-m', 'fast', 'stop');
+}
+
+# pg_ctl keeps the options the server was last started with
+sub pg_start {
+    my $log = $ENV{SHORTLINK_PG_LOG} // '/dev/null';
+    _pg_ctl('-l', $log, 'start');
+}
+
+# a TCP port that accepts connections (the kernel completes the handshake)
+# and never says a word: a hung database
+sub silent_listener {
+    require IO::Socket::INET;
+    my $sock = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 64,
+        Proto => 'tcp', ReuseAddr => 1,
+    ) or die "listen: $!";
+    return $sock;
+}
+
+END { pg_wait_bg() }
+
+1;
