@@ -105,6 +105,28 @@ build_module() {
 }
 
 
+# C unit tests of pure functions (t/unit/*_test.c), against nginx's headers
+run_unit_tests() {
+    local src=$BUILD/nginx-src t bin status=0 incs
+
+    incs="-I $src/src/core -I $src/src/event -I $src/src/event/modules"
+    incs="$incs -I $src/src/os/unix -I $src/objs -I $ROOT/ngx_http_shortlink_module"
+    mkdir -p "$BUILD/unit"
+
+    for t in "$ROOT"/t/unit/*_test.c; do
+        bin=$BUILD/unit/$(basename "$t" .c)
+        # shellcheck disable=SC2086
+        cc -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter -g $incs \
+            -o "$bin" "$t" "$ROOT/ngx_http_shortlink_module/ngx_http_shortlink_code.c" \
+            || die "unit test $t does not build"
+        log "unit: $(basename "$bin")"
+        "$bin" | grep -v '^ok ' || status=1
+    done
+
+    return $status
+}
+
+
 # --- services -------------------------------------------------------------
 
 PG_BIN=
@@ -220,9 +242,13 @@ cmd_test() {
     export SHORTLINK_PG_DATA=$RUN_DIR/pg/data
     export SHORTLINK_PG_LOG=$RUN_DIR/pg/log
 
-    [ ${#files[@]} -gt 0 ] || files=(t/runner/selftest.t t/*.t)
-
     cd "$ROOT"
+
+    if [ ${#files[@]} -eq 0 ]; then
+        files=(t/runner/selftest.t t/*.t)
+        run_unit_tests || status=1
+    fi
+
     prove -I t/runner/lib -I t/lib "${files[@]}" || status=$?
 
     return $status

@@ -13,8 +13,10 @@ sql(q{
 });
 
 # hold an ACCESS EXCLUSIVE lock: the lookup waits until it is released
+# (longer under valgrind, where the runner stretches client timeouts)
 sub hold_lock {
     my ($seconds) = @_;
+    $seconds *= 5 if $ENV{TEST_NGINX_USE_VALGRIND};
     ShortlinkTest::sql_bg("BEGIN; LOCK TABLE shortlink.links IN ACCESS "
                           . "EXCLUSIVE MODE; SELECT pg_sleep($seconds); COMMIT;");
     select(undef, undef, undef, 0.3);
@@ -28,7 +30,7 @@ __DATA__
 
 === TEST 1: warm up: one connection in the pool
 --- http_config
-    shortlink_postgres "$TEST_NGINX_PG_DSN" pool=1 query_timeout=5s;
+    shortlink_postgres "$TEST_NGINX_PG_DSN" pool=1 query_timeout=20s;
 --- config
     location / { shortlink; }
 --- request
@@ -41,7 +43,7 @@ GET /slow
 --- init
 main::hold_lock(1.5);
 --- http_config
-    shortlink_postgres "$TEST_NGINX_PG_DSN" pool=1 query_timeout=5s;
+    shortlink_postgres "$TEST_NGINX_PG_DSN" pool=1 query_timeout=20s;
 --- config
     location / { shortlink; }
 --- request
@@ -49,7 +51,7 @@ GET /slow
 --- timeout: 0.3
 --- abort
 --- ignore_response
---- wait: 2
+--- wait eval: $ENV{TEST_NGINX_USE_VALGRIND} ? 8 : 2
 --- error_log
 client prematurely closed connection
 shortlink: request gone, lookup detached
@@ -64,7 +66,7 @@ shortlink pg: result for a detached query dropped
 --- init
 ShortlinkTest::pg_wait_bg();
 --- http_config
-    shortlink_postgres "$TEST_NGINX_PG_DSN" pool=1 query_timeout=5s;
+    shortlink_postgres "$TEST_NGINX_PG_DSN" pool=1 query_timeout=20s;
 --- config
     location / { shortlink; }
 --- request
