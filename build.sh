@@ -193,10 +193,18 @@ EOF
     SHORTLINK_DSN="host=127.0.0.1 port=$PG_PORT dbname=shortlink user=shortlink"
     "$ROOT/sql/migrate.sh" "$SHORTLINK_DSN" >/dev/null
 
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
-        --appendonly no --daemonize yes --pidfile "$RUN_DIR/redis.pid" \
-        --logfile "$RUN_DIR/redis.log" --dir "$RUN_DIR" \
-        || die "Redis did not start"
+    # a config file, so a test can stop and start Redis the same way
+    cat > "$RUN_DIR/redis.conf" <<EOF
+port $REDIS_PORT
+bind 127.0.0.1
+save ""
+appendonly no
+daemonize yes
+pidfile $RUN_DIR/redis.pid
+logfile $RUN_DIR/redis.log
+dir $RUN_DIR
+EOF
+    redis-server "$RUN_DIR/redis.conf" || die "Redis did not start"
 }
 
 stop_services() {
@@ -241,6 +249,7 @@ cmd_test() {
     export SHORTLINK_PG_BIN=$PG_BIN
     export SHORTLINK_PG_DATA=$RUN_DIR/pg/data
     export SHORTLINK_PG_LOG=$RUN_DIR/pg/log
+    export SHORTLINK_REDIS_DIR=$RUN_DIR
 
     cd "$ROOT"
 

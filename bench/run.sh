@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 #
-# Redirect throughput: the module against a bare `return 302`, same nginx,
-# same run, one worker, wrk on loopback.  Prints requests/s of each and the
-# ratio.  Nothing here is asserted; the numbers go into notes and issues.
+# Redirect throughput of the module against a bare `return 302`, in the same
+# run, the same nginx, one worker, wrk on loopback.  Prints requests/s for
+# each case and its ratio to `return 302`.  Nothing here is asserted: the
+# numbers go into notes and issues.
 #
-#   bench/run.sh [links=10000] [seconds=10] [connections=50]
+#   bench/run.sh [seconds=10] [connections=50]
 #
-# This measures the PostgreSQL path (every request is a lookup): the
-# cache tiers are not built yet.
+# Cases (each on its own port of the same one-worker nginx):
+#   return-302        location / { return 302 ...; }             the ceiling
+#   hot-1k            1,000 codes, all in the shared-memory zone (L1)
+#   wide-100k         100,000 codes, zone large enough to hold them all
+#   unknown           random unknown codes, refused by the bloom filter; the
+#                     PostgreSQL lookups made meanwhile are counted
+#   redis-only        no zone: every request is a Redis GET (L2)
+#   postgres-only     no zone, no Redis: every request is a PostgreSQL query
+#
+# Set BENCH_CASES="hot-1k unknown" to run only some.
 
 set -euo pipefail
 
@@ -15,9 +24,10 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../build.sh
 . "$BENCH_DIR/../build.sh"
 
-LINKS=${1:-10000}
-SECONDS_PER_RUN=${2:-10}
-CONNS=${3:-50}
+SECONDS_PER_RUN=${1:-10}
+CONNS=${2:-50}
+CASES=${BENCH_CASES:-"hot-1k wide-100k unknown redis-only postgres-only"}
+LINKS=100000
 
 install_packages
 build_module
@@ -33,18 +43,23 @@ psql -X -q "$SHORTLINK_DSN" -c "
       FROM generate_series(1, $LINKS) AS i;
     ANALYZE shortlink.links;"
 
-PORT=$(free_port 18080)
+BASE=$(free_port 18080)
 NGX=$RUN_DIR/nginx
 mkdir -p "$NGX/logs" "$NGX/conf"
 
-cat > "$NGX/conf/nginx.conf" <<CONF
+# one nginx per set of tiers, one worker each; the first also serves the
+# bare `return 302` on $BASE
+gen_conf() {   # name, port, tier directives...
+    local name=$1 port=$2
+    shift 2
+    cat > "$NGX/conf/$name.conf" <<CONF
 load_module $MODULE_SO;
 daemon off;
 worker_processes 1;
-worker_rlimit_nofile 4096;
-error_log $NGX/logs/error.log warn;
-pid $NGX/logs/nginx.pid;
-events { worker_connections 2048; }
+worker_rlimit_nofile 8192;
+error_log $NGX/logs/$name.error.log warn;
+pid $NGX/logs/$name.pid;
+events { worker_connections 4096; }
 http {
     access_log off;
     client_body_temp_path $NGX/body;
@@ -52,52 +67,128 @@ http {
     fastcgi_temp_path $NGX/fastcgi;
     uwsgi_temp_path $NGX/uwsgi;
     scgi_temp_path $NGX/scgi;
-    keepalive_requests 1000000;
+    keepalive_requests 10000000;
 
     shortlink_postgres "$SHORTLINK_DSN" pool=8;
-
+$(printf '    %s\n' "$@")
     server {
-        listen 127.0.0.1:$PORT;
-        location /plain/ { return 302 https://example.com/target/1; }
+        listen 127.0.0.1:$port;
         location / { shortlink; }
     }
+$( [ "$name" = all ] && printf '    server {\n        listen 127.0.0.1:%s;\n        location / { return 302 https://example.com/target/1; }\n    }\n' "$BASE")
 }
 CONF
+}
 
-/usr/sbin/nginx -p "$NGX/" -c "$NGX/conf/nginx.conf" &
-NGINX_PID=$!
-sleep 0.5
+gen_conf all $((BASE + 1)) \
+    "shortlink_zone links:64m ttl=1h negative_ttl=10s;" \
+    "shortlink_redis 127.0.0.1:$REDIS_PORT;" \
+    "shortlink_bloom capacity=200000 error=0.001;"
+gen_conf redis $((BASE + 2)) "shortlink_redis 127.0.0.1:$REDIS_PORT;"
+gen_conf pg $((BASE + 3))
 
-cat > "$RUN_DIR/random.lua" <<LUA
-local n = $LINKS
-local prefix = "/"
+NGINX_PIDS=()
+for name in all redis pg; do
+    /usr/sbin/nginx -p "$NGX/" -c "$NGX/conf/$name.conf" &
+    NGINX_PIDS+=($!)
+done
+trap 'kill ${NGINX_PIDS[*]} 2>/dev/null; stop_services' EXIT
+sleep 1
+
+# lua for wrk: random codes from a range, or each code once in order
+cat > "$RUN_DIR/codes.lua" <<'LUA'
+local prefix, n, mode = "b", 1000, "random"
+local i = 0
 function init(args)
-    if args[1] then prefix = args[1] end
+    prefix = args[1] or prefix
+    n = tonumber(args[2] or n)
+    mode = args[3] or mode
     math.randomseed(os.time() + math.floor(os.clock() * 1e6))
 end
 request = function()
-    return wrk.format("GET", prefix .. "b" .. math.random(n))
+    local k
+    if mode == "seq" then
+        i = i + 1
+        k = i
+    elseif prefix == "zz" then
+        k = math.random(1, 2000000000)
+    else
+        k = math.random(n)
+    end
+    return wrk.format("GET", "/" .. prefix .. k)
 end
 LUA
 
-run_wrk() {   # name, path prefix -> requests/s
-    local out rps non3xx
-    out=$(wrk -t1 -c"$CONNS" -d"${SECONDS_PER_RUN}s" -s "$RUN_DIR/random.lua" \
-              "http://127.0.0.1:$PORT/" -- "$2" 2>&1)
-    rps=$(awk '/^Requests\/sec/ { print $2 }' <<<"$out")
-    non3xx=$(awk '/Non-2xx or 3xx/ { print $5 }' <<<"$out")
-    printf '%-28s %12s req/s  (non-2xx/3xx: %s)\n' "$1" "$rps" "${non3xx:-0}" >&2
-    echo "$rps"
+wrk_rate() {   # port, prefix, n, mode, seconds, connections
+    local out
+    out=$(wrk -t1 -c"$6" -d"${5}s" -s "$RUN_DIR/codes.lua" \
+              "http://127.0.0.1:$1/" -- "$2" "$3" "$4" 2>&1)
+    awk '/^Requests\/sec/ { rps = $2 }
+         /Non-2xx or 3xx/ { bad = $5 }
+         END { printf "%s %s\n", rps, bad + 0 }' <<<"$out"
 }
 
-# warm-up: connections opened, pages faulted in
-wrk -t1 -c"$CONNS" -d2s -s "$RUN_DIR/random.lua" "http://127.0.0.1:$PORT/" \
-    >/dev/null 2>&1 || true
+warm() {       # port, prefix, n: ask for every code once
+    local c=$(( $3 < 100 ? 1 : 20 ))
+    wrk -t1 -c"$c" -d"$(( $3 / 5000 + 2 ))s" -s "$RUN_DIR/codes.lua" \
+        "http://127.0.0.1:$1/" -- "$2" "$3" seq >/dev/null 2>&1 || true
+}
 
-plain=$(run_wrk "return 302" /plain/)
-module=$(run_wrk "shortlink (PostgreSQL)" /)
+pg_index_scans() {
+    psql -X -At "$SHORTLINK_DSN" -c \
+        "SELECT idx_scan FROM pg_stat_user_tables WHERE relname = 'links'"
+}
 
-awk -v a="$module" -v b="$plain" \
-    'BEGIN { printf "ratio shortlink/return-302:  %.3f\n", a / b }'
+declare -A RATE
 
-grep -E '\[(alert|crit|error)\]' "$NGX/logs/error.log" | head -5 >&2 || true
+report() {     # case, port, prefix, n
+    local r
+    r=$(wrk_rate "$2" "$3" "$4" random "$SECONDS_PER_RUN" "$CONNS")
+    RATE[$1]=${r% *}
+    printf '%-14s %12s req/s  ratio %s  non-3xx %s\n' "$1" "${r% *}" \
+        "$(awk -v a="${r% *}" -v b="${RATE[return-302]}" 'BEGIN { printf "%.3f", a / b }')" \
+        "${r#* }"
+}
+
+# An idle PostgreSQL backend publishes its counters up to 10 s late
+# (PGSTAT_IDLE_INTERVAL): wait that long on both sides of a counted run.
+count_lookups() {   # command...
+    local before after
+    sleep 11
+    before=$(pg_index_scans)
+    "$@"
+    sleep 11
+    after=$(pg_index_scans)
+    printf '%-14s PostgreSQL lookups during the run: %s\n' "" $((after - before))
+}
+
+# the ceiling, measured first and once more at the end
+wrk_rate "$BASE" b 1000 random 2 "$CONNS" >/dev/null
+r=$(wrk_rate "$BASE" b 1000 random "$SECONDS_PER_RUN" "$CONNS")
+RATE[return-302]=${r% *}
+printf '%-14s %12s req/s\n' return-302 "${r% *}"
+
+for case in $CASES; do
+    case "$case" in
+    hot-1k)
+        warm $((BASE + 1)) b 1000
+        report hot-1k $((BASE + 1)) b 1000 ;;
+    wide-100k)
+        warm $((BASE + 1)) b "$LINKS"
+        report wide-100k $((BASE + 1)) b "$LINKS" ;;
+    unknown)
+        count_lookups report unknown $((BASE + 1)) zz 0 ;;
+    redis-only)
+        warm $((BASE + 2)) b 1000
+        report redis-only $((BASE + 2)) b 1000 ;;
+    postgres-only)
+        report postgres-only $((BASE + 3)) b "$LINKS" ;;
+    esac
+done
+
+r=$(wrk_rate "$BASE" b 1000 random "$SECONDS_PER_RUN" "$CONNS")
+printf '%-14s %12s req/s  (again, at the end)\n' return-302 "${r% *}"
+
+for f in "$NGX"/logs/*.error.log; do
+    grep -E '\[(alert|crit|error)\]' "$f" | head -5 >&2 || true
+done

@@ -3,9 +3,10 @@
  * Copyright (C) ngx_http_shortlink_module authors
  *
  * The redirect path: GET /{code} -> 302 Location.  The content handler reads
- * as the data flow in DESIGN.md, one call per step; a request that needs
- * PostgreSQL is suspended and resumed from the pool's reply callback.
- * Nothing here talks to a backend directly.
+ * as the data flow in DESIGN.md, one call per step: validate, L1, then the
+ * lookup (ngx_http_shortlink_lookup.c) that walks the slower tiers and
+ * answers through ngx_http_shortlink_respond().  Nothing here talks to a
+ * backend.
  */
 
 
@@ -17,25 +18,14 @@
 #include "ngx_http_shortlink_code.h"
 
 
-#define NGX_HTTP_SHORTLINK_URL_MAX_LEN  8192
-
-
 static ngx_int_t ngx_http_shortlink_get_code(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx);
-static ngx_int_t ngx_http_shortlink_lookup(ngx_http_request_t *r,
-    ngx_http_shortlink_ctx_t *ctx);
-static void ngx_http_shortlink_lookup_done(void *data, PGresult *res,
-    ngx_int_t rc);
-static ngx_int_t ngx_http_shortlink_found(ngx_http_request_t *r,
-    ngx_http_shortlink_ctx_t *ctx, PGresult *res);
-static ngx_uint_t ngx_http_shortlink_target_valid(ngx_str_t *url);
 static ngx_int_t ngx_http_shortlink_redirect(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx);
 static ngx_int_t ngx_http_shortlink_unavailable(ngx_http_request_t *r);
 static ngx_int_t ngx_http_shortlink_not_allowed(ngx_http_request_t *r);
 static ngx_int_t ngx_http_shortlink_add_header(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *value, ngx_table_elt_t **hp);
-static void ngx_http_shortlink_cleanup(void *data);
 
 
 static ngx_str_t  ngx_http_shortlink_location = ngx_string("Location");
@@ -51,8 +41,10 @@ static ngx_str_t  ngx_http_shortlink_text_html = ngx_string("text/html");
 ngx_int_t
 ngx_http_shortlink_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                  rc;
-    ngx_http_shortlink_ctx_t  *ctx;
+    ngx_int_t                        rc;
+    ngx_http_shortlink_ctx_t        *ctx;
+    ngx_http_shortlink_link_t        link, *stale;
+    ngx_http_shortlink_main_conf_t  *smcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_http_shortlink_not_allowed(r);
@@ -78,9 +70,67 @@ ngx_http_shortlink_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    /* 2. PostgreSQL (the caches come before it) */
+    /* 2. L1, the shared-memory zone */
 
-    return ngx_http_shortlink_lookup(r, ctx);
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_shortlink_module);
+    stale = NULL;
+
+    if (smcf->zone) {
+
+        switch (ngx_http_shortlink_cache_get(smcf->zone, &ctx->code, r->pool,
+                                             &link))
+        {
+        case NGX_HTTP_SHORTLINK_CACHE_HIT:
+            ctx->link = link;
+            ngx_str_set(&ctx->tier, "shm");
+            return ngx_http_shortlink_redirect(r, ctx);
+
+        case NGX_HTTP_SHORTLINK_CACHE_NEGATIVE:
+            ngx_str_set(&ctx->tier, "negative");
+            return NGX_HTTP_NOT_FOUND;
+
+        case NGX_HTTP_SHORTLINK_CACHE_STALE:
+            stale = &link;
+            break;
+        }
+    }
+
+    /*
+     * 3. the bloom filter: a code that certainly is no link gets 404 here,
+     *    before any backend, and is not cached (a flood of random codes
+     *    must not push real links out of the zone)
+     */
+
+    if (smcf->worker && smcf->worker->bloom
+        && ngx_http_shortlink_bloom_absent(smcf->worker->bloom, &ctx->code))
+    {
+        ngx_str_set(&ctx->tier, "bloom");
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    /* 4.-5. Redis, then PostgreSQL: one lookup per code in this worker */
+
+    return ngx_http_shortlink_lookup(r, ctx, stale);
+}
+
+
+/* how a lookup that finished later is answered */
+
+ngx_int_t
+ngx_http_shortlink_respond(ngx_http_request_t *r,
+    ngx_http_shortlink_ctx_t *ctx, ngx_uint_t outcome)
+{
+    switch (outcome) {
+
+    case NGX_HTTP_SHORTLINK_REDIRECT:
+        return ngx_http_shortlink_redirect(r, ctx);
+
+    case NGX_HTTP_SHORTLINK_NOT_FOUND:
+        return NGX_HTTP_NOT_FOUND;
+
+    default:
+        return ngx_http_shortlink_unavailable(r);
+    }
 }
 
 
@@ -119,163 +169,6 @@ ngx_http_shortlink_get_code(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_shortlink_lookup(ngx_http_request_t *r, ngx_http_shortlink_ctx_t *ctx)
-{
-    ngx_int_t                        rc;
-    ngx_http_cleanup_t              *cln;
-    ngx_http_shortlink_main_conf_t  *smcf;
-
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_shortlink_module);
-
-    if (smcf->pg_pool == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_shortlink_cleanup;
-    cln->data = ctx;
-
-    rc = ngx_http_shortlink_pg_query(smcf->pg_pool,
-                                     NGX_HTTP_SHORTLINK_PG_LOOKUP,
-                                     1, &ctx->code,
-                                     ngx_http_shortlink_lookup_done, ctx,
-                                     &ctx->query);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_shortlink_unavailable(r);
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "shortlink: looking up \"%V\" in PostgreSQL", &ctx->code);
-
-    /* notice a client that leaves while we wait: it finalizes with 499 */
-    r->read_event_handler = ngx_http_test_reading;
-
-    r->main->count++;
-
-    return NGX_DONE;
-}
-
-
-/* the pool's callback: resume the suspended request */
-
-static void
-ngx_http_shortlink_lookup_done(void *data, PGresult *res, ngx_int_t rc)
-{
-    ngx_http_shortlink_ctx_t *ctx = data;
-
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-    c = r->connection;
-
-    ctx->query = NULL;
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_shortlink_found(r, ctx, res);
-
-    } else {
-        rc = ngx_http_shortlink_unavailable(r);
-    }
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
-}
-
-
-static ngx_int_t
-ngx_http_shortlink_found(ngx_http_request_t *r, ngx_http_shortlink_ctx_t *ctx,
-    PGresult *res)
-{
-    ngx_int_t   status;
-    ngx_str_t   url;
-
-    if (PQntuples(res) == 0) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "shortlink: \"%V\" not found", &ctx->code);
-        return NGX_HTTP_NOT_FOUND;
-    }
-
-    if (PQnfields(res) < 2) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "shortlink: unexpected lookup result");
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    url.len = PQgetlength(res, 0, 0);
-    url.data = (u_char *) PQgetvalue(res, 0, 0);
-
-    status = ngx_atoi((u_char *) PQgetvalue(res, 0, 1),
-                      PQgetlength(res, 0, 1));
-
-    /* the database checks both; a row written around its rules is refused */
-
-    if (!ngx_http_shortlink_target_valid(&url)
-        || (status != NGX_HTTP_MOVED_PERMANENTLY
-            && status != NGX_HTTP_MOVED_TEMPORARILY
-            && status != NGX_HTTP_TEMPORARY_REDIRECT
-            && status != NGX_HTTP_PERMANENT_REDIRECT))
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "shortlink: link \"%V\" has an invalid target or "
-                      "status, refused", &ctx->code);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->url.data = ngx_pnalloc(r->pool, url.len);
-    if (ctx->url.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(ctx->url.data, url.data, url.len);
-    ctx->url.len = url.len;
-    ctx->status = (ngx_uint_t) status;
-
-    return ngx_http_shortlink_redirect(r, ctx);
-}
-
-
-/* the links_url_* constraints of sql/001_links.sql, checked again */
-
-static ngx_uint_t
-ngx_http_shortlink_target_valid(ngx_str_t *url)
-{
-    u_char  *p, *last;
-
-    if (url->len > NGX_HTTP_SHORTLINK_URL_MAX_LEN) {
-        return 0;
-    }
-
-    if (!(url->len > 7 && ngx_strncasecmp(url->data, (u_char *) "http://", 7)
-                          == 0)
-        && !(url->len > 8
-             && ngx_strncasecmp(url->data, (u_char *) "https://", 8) == 0))
-    {
-        return 0;
-    }
-
-    last = url->data + url->len;
-
-    for (p = url->data; p < last; p++) {
-        if (*p <= ' ' || *p >= 0x7f) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-static ngx_int_t
 ngx_http_shortlink_redirect(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx)
 {
@@ -287,7 +180,7 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
     ngx_chain_t   out;
 
     if (ngx_http_shortlink_add_header(r, &ngx_http_shortlink_location,
-                                      &ctx->url, &r->headers_out.location)
+                                      &ctx->link.url, &r->headers_out.location)
         != NGX_OK
         || ngx_http_shortlink_add_header(r, &ngx_http_shortlink_cache_control,
                                          &ngx_http_shortlink_no_store, NULL)
@@ -296,7 +189,7 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    switch (ctx->status) {
+    switch (ctx->link.status) {
     case NGX_HTTP_MOVED_PERMANENTLY:
         ngx_str_set(&reason, "301 Moved Permanently");
         break;
@@ -310,13 +203,13 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
         ngx_str_set(&reason, "302 Found");
     }
 
-    escape = ngx_escape_html(NULL, ctx->url.data, ctx->url.len);
+    escape = ngx_escape_html(NULL, ctx->link.url.data, ctx->link.url.len);
 
     len = sizeof("<html><head><title></title></head>" CRLF) - 1 + reason.len
-          + sizeof("<body><a href=\"\">") - 1 + ctx->url.len + escape
+          + sizeof("<body><a href=\"\">") - 1 + ctx->link.url.len + escape
           + sizeof("</a></body></html>" CRLF) - 1 + reason.len;
 
-    r->headers_out.status = ctx->status;
+    r->headers_out.status = ctx->link.status;
     r->headers_out.content_type = ngx_http_shortlink_text_html;
     r->headers_out.content_type_len = ngx_http_shortlink_text_html.len;
     r->headers_out.content_length_n = len;
@@ -337,7 +230,7 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
     p = ngx_cpymem(p, reason.data, reason.len);
     p = ngx_cpymem(p, "</title></head>" CRLF "<body><a href=\"",
                    sizeof("</title></head>" CRLF "<body><a href=\"") - 1);
-    p = (u_char *) ngx_escape_html(p, ctx->url.data, ctx->url.len);
+    p = (u_char *) ngx_escape_html(p, ctx->link.url.data, ctx->link.url.len);
     p = ngx_cpymem(p, "\">", 2);
     p = ngx_cpymem(p, reason.data, reason.len);
     b->last = ngx_cpymem(p, "</a></body></html>" CRLF,
@@ -367,7 +260,8 @@ ngx_http_shortlink_unavailable(ngx_http_request_t *r)
     }
 
     value.len = ngx_sprintf(value.data, "%T",
-                            ngx_http_shortlink_pg_retry_after(smcf->pg_pool))
+                            ngx_http_shortlink_pg_retry_after(
+                                smcf->worker->pg))
                 - value.data;
 
     if (ngx_http_shortlink_add_header(r, &ngx_http_shortlink_retry_after,
@@ -415,21 +309,4 @@ ngx_http_shortlink_add_header(ngx_http_request_t *r, ngx_str_t *key,
     }
 
     return NGX_OK;
-}
-
-
-/* the request goes away: whatever PostgreSQL answers later is dropped */
-
-static void
-ngx_http_shortlink_cleanup(void *data)
-{
-    ngx_http_shortlink_ctx_t *ctx = data;
-
-    if (ctx->query) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
-                       "shortlink: request gone, lookup detached");
-
-        ngx_http_shortlink_pg_detach(ctx->query);
-        ctx->query = NULL;
-    }
 }

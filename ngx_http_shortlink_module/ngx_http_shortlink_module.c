@@ -3,8 +3,10 @@
  * Copyright (C) ngx_http_shortlink_module authors
  *
  * The module itself: directives, configuration at each level, variables,
- * and the per-worker start and exit hooks.  Request handling lives in
- * ngx_http_shortlink_handler.c, PostgreSQL in ngx_http_shortlink_pg.c.
+ * and the per-worker start and exit hooks that build and tear down what a
+ * worker holds (PostgreSQL pool, Redis client, bloom filter, the LISTEN
+ * subscription that keeps them true).  Request handling lives in
+ * ngx_http_shortlink_handler.c and ngx_http_shortlink_lookup.c.
  */
 
 
@@ -26,11 +28,21 @@ static char *ngx_http_shortlink(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_shortlink_postgres(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_shortlink_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_shortlink_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_shortlink_bloom(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_shortlink_param_time(ngx_str_t *value,
+    const char *name, ngx_msec_t *ms);
 
 static ngx_int_t ngx_http_shortlink_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 static ngx_int_t ngx_http_shortlink_init_process(ngx_cycle_t *cycle);
+static void ngx_http_shortlink_notified(void *data, ngx_str_t *code);
+static void ngx_http_shortlink_listening(void *data, ngx_uint_t up);
 static void ngx_http_shortlink_exit_process(ngx_cycle_t *cycle);
 
 
@@ -46,6 +58,27 @@ static ngx_command_t  ngx_http_shortlink_commands[] = {
     { ngx_string("shortlink_postgres"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_shortlink_postgres,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("shortlink_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_shortlink_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("shortlink_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_shortlink_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("shortlink_bloom"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_shortlink_bloom,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -92,7 +125,11 @@ static ngx_http_variable_t  ngx_http_shortlink_vars[] = {
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("shortlink_url"), NULL, ngx_http_shortlink_variable,
-      offsetof(ngx_http_shortlink_ctx_t, url),
+      offsetof(ngx_http_shortlink_ctx_t, link.url),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("shortlink_cache"), NULL, ngx_http_shortlink_variable,
+      offsetof(ngx_http_shortlink_ctx_t, tier),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
@@ -113,8 +150,11 @@ ngx_http_shortlink_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     smcf->pg.conninfo = { 0, NULL };
-     *     smcf->pg_pool = NULL;
+     *     smcf->zone = NULL;
+     *     smcf->redis.host = { 0, NULL };
+     *     smcf->bloom.capacity = 0;
      *     smcf->used = 0;
+     *     smcf->worker = NULL;
      */
 
     smcf->pg.size = NGX_CONF_UNSET_UINT;
@@ -135,6 +175,15 @@ ngx_http_shortlink_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(smcf->pg.connect_timeout, 2000);
     ngx_conf_init_msec_value(smcf->pg.query_timeout, 1000);
     ngx_conf_init_msec_value(smcf->pg.backoff_max, 5000);
+
+    if ((smcf->zone || smcf->redis.host.len || smcf->bloom.capacity)
+        && smcf->pg.conninfo.len == 0)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"shortlink_zone\", \"shortlink_redis\" and "
+                      "\"shortlink_bloom\" need \"shortlink_postgres\"");
+        return NGX_CONF_ERROR;
+    }
 
     if (smcf->used && smcf->pg.conninfo.len == 0) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -258,9 +307,8 @@ ngx_http_shortlink_postgres(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_shortlink_main_conf_t  *smcf = conf;
 
-    ngx_str_t   *value, s;
-    ngx_int_t    n;
-    ngx_msec_t   ms, *target;
+    ngx_int_t    n, rc;
+    ngx_str_t   *value;
     ngx_uint_t   i;
 
     if (smcf->pg.conninfo.data) {
@@ -291,30 +339,21 @@ ngx_http_shortlink_postgres(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
-            target = &smcf->pg.connect_timeout;
-            s.data = value[i].data + 16;
-
-        } else if (ngx_strncmp(value[i].data, "query_timeout=", 14) == 0) {
-            target = &smcf->pg.query_timeout;
-            s.data = value[i].data + 14;
-
-        } else if (ngx_strncmp(value[i].data, "backoff=", 8) == 0) {
-            target = &smcf->pg.backoff_max;
-            s.data = value[i].data + 8;
-
-        } else {
-            goto invalid;
+        rc = ngx_http_shortlink_param_time(&value[i], "connect_timeout=",
+                                           &smcf->pg.connect_timeout);
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_shortlink_param_time(&value[i], "query_timeout=",
+                                               &smcf->pg.query_timeout);
         }
 
-        s.len = value[i].data + value[i].len - s.data;
-
-        ms = ngx_parse_time(&s, 0);
-        if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-            goto invalid;
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_shortlink_param_time(&value[i], "backoff=",
+                                               &smcf->pg.backoff_max);
         }
 
-        *target = ms;
+        if (rc != NGX_OK) {
+            goto invalid;
+        }
     }
 
     return NGX_CONF_OK;
@@ -325,6 +364,333 @@ invalid:
                        "invalid parameter \"%V\"", &value[i]);
 
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * shortlink_zone name:size [ttl=time] [negative_ttl=time]
+ *                [stale_if_error=time];
+ */
+
+static char *
+ngx_http_shortlink_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_shortlink_main_conf_t  *smcf = conf;
+
+    u_char      *p;
+    ssize_t      size;
+    ngx_int_t    rc;
+    ngx_str_t   *value, name, s;
+    ngx_uint_t   i;
+
+    if (smcf->zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+    if (p == NULL || p == value[1].data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\": name:size expected",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\": at least %uz bytes",
+                           &value[1], 8 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    smcf->cache.ttl = 60000;
+    smcf->cache.negative_ttl = 5000;
+    smcf->cache.stale_if_error = 3600000;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        rc = ngx_http_shortlink_param_time(&value[i], "ttl=",
+                                           &smcf->cache.ttl);
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_shortlink_param_time(&value[i], "negative_ttl=",
+                                               &smcf->cache.negative_ttl);
+        }
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_shortlink_param_time(&value[i], "stale_if_error=",
+                                               &smcf->cache.stale_if_error);
+        }
+
+        if (rc != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    smcf->zone = ngx_http_shortlink_cache_add(cf, &name, (size_t) size,
+                                              &smcf->cache);
+    if (smcf->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * shortlink_redis address:port | unix:path [password=secret] [db=number]
+ *                 [timeout=time] [ttl=time] [backoff=time] [prefix=string];
+ */
+
+static char *
+ngx_http_shortlink_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_shortlink_main_conf_t  *smcf = conf;
+
+    u_char      *p, *last;
+    ngx_int_t    n, rc;
+    ngx_str_t   *value, host;
+    ngx_msec_t   ttl;
+    ngx_uint_t   i;
+    ngx_addr_t   addr;
+
+    if (smcf->redis.host.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+        host.data = value[1].data + 5;
+        host.len = value[1].len - 5;
+        smcf->redis.port = 0;
+
+        if (host.len == 0) {
+            goto invalid_address;
+        }
+
+    } else {
+        last = value[1].data + value[1].len;
+
+        for (p = last; p > value[1].data && p[-1] != ':'; p--) {
+            /* void */
+        }
+
+        if (p == value[1].data) {
+            goto invalid_address;
+        }
+
+        n = ngx_atoi(p, last - p);
+        if (n < 1 || n > 65535) {
+            goto invalid_address;
+        }
+
+        smcf->redis.port = (in_port_t) n;
+
+        host.data = value[1].data;
+        host.len = p - 1 - value[1].data;
+
+        if (host.len > 2 && host.data[0] == '['
+            && host.data[host.len - 1] == ']')
+        {
+            host.data++;
+            host.len -= 2;
+        }
+
+        /* hiredis resolves names with a blocking getaddrinfo() */
+
+        if (ngx_parse_addr(cf->pool, &addr, host.data, host.len) != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"shortlink_redis\" needs an IP address or "
+                               "a unix: path, not \"%V\": a host name would "
+                               "be resolved blocking the worker", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    /* hiredis wants a NUL-terminated host */
+
+    smcf->redis.host.data = ngx_pnalloc(cf->pool, host.len + 1);
+    if (smcf->redis.host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(smcf->redis.host.data, host.data, host.len);
+    smcf->redis.host.data[host.len] = '\0';
+    smcf->redis.host.len = host.len;
+
+    smcf->redis.timeout = 100;
+    smcf->redis.backoff_max = 5000;
+    ngx_str_set(&smcf->redis.prefix, "sl:");
+    ttl = 3600000;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            smcf->redis.password.data = value[i].data + 9;
+            smcf->redis.password.len = value[i].len - 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+            smcf->redis.prefix.data = value[i].data + 7;
+            smcf->redis.prefix.len = value[i].len - 7;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            smcf->redis.db = ngx_atoi(value[i].data + 3, value[i].len - 3);
+            if (smcf->redis.db == NGX_ERROR) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        rc = ngx_http_shortlink_param_time(&value[i], "timeout=",
+                                           &smcf->redis.timeout);
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_shortlink_param_time(&value[i], "backoff=",
+                                               &smcf->redis.backoff_max);
+        }
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_shortlink_param_time(&value[i], "ttl=", &ttl);
+        }
+
+        if (rc != NGX_OK) {
+            goto invalid;
+        }
+    }
+
+    smcf->redis_ttl = (time_t) ngx_max(ttl / 1000, 1);
+
+    return NGX_CONF_OK;
+
+invalid_address:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid Redis address \"%V\"", &value[1]);
+    return NGX_CONF_ERROR;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * shortlink_bloom capacity=number [error=rate] [rebuild=time];
+ * shortlink_bloom off;
+ */
+
+static char *
+ngx_http_shortlink_bloom(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_shortlink_main_conf_t  *smcf = conf;
+
+    ngx_int_t    n, rc;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (smcf->bloom.error != 0) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    /* "off" leaves capacity 0; error marks the directive as seen */
+    smcf->bloom.error = 0.001;
+    smcf->bloom.rebuild = 3600000;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        return NGX_CONF_OK;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "capacity=", 9) == 0) {
+            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
+
+            /* libbloom's smallest filter */
+            if (n < 1000 || n > 1000000000) {
+                goto invalid;
+            }
+
+            smcf->bloom.capacity = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "error=", 6) == 0) {
+            n = ngx_atofp(value[i].data + 6, value[i].len - 6, 6);
+            if (n <= 0 || n >= 1000000) {
+                goto invalid;
+            }
+
+            smcf->bloom.error = (double) n / 1000000;
+            continue;
+        }
+
+        rc = ngx_http_shortlink_param_time(&value[i], "rebuild=",
+                                           &smcf->bloom.rebuild);
+        if (rc != NGX_OK) {
+            goto invalid;
+        }
+    }
+
+    if (smcf->bloom.capacity == 0) {
+        return "needs \"capacity=\"";
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* "name=time": NGX_OK, NGX_DECLINED (another name) or NGX_ERROR */
+
+static ngx_int_t
+ngx_http_shortlink_param_time(ngx_str_t *value, const char *name,
+    ngx_msec_t *ms)
+{
+    size_t      len;
+    ngx_str_t   s;
+    ngx_msec_t  t;
+
+    len = ngx_strlen(name);
+
+    if (value->len < len || ngx_strncmp(value->data, name, len) != 0) {
+        return NGX_DECLINED;
+    }
+
+    s.data = value->data + len;
+    s.len = value->len - len;
+
+    t = ngx_parse_time(&s, 0);
+    if (t == (ngx_msec_t) NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *ms = t;
+
+    return NGX_OK;
 }
 
 
@@ -362,6 +728,7 @@ ngx_http_shortlink_variable(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_shortlink_init_process(ngx_cycle_t *cycle)
 {
+    ngx_http_shortlink_worker_t     *worker;
     ngx_http_shortlink_main_conf_t  *smcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -377,9 +744,47 @@ ngx_http_shortlink_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    smcf->pg_pool = ngx_http_shortlink_pg_pool_create(cycle, &smcf->pg);
-    if (smcf->pg_pool == NULL) {
+    worker = ngx_pcalloc(cycle->pool, sizeof(ngx_http_shortlink_worker_t));
+    if (worker == NULL) {
         return NGX_ERROR;
+    }
+
+    ngx_rbtree_init(&worker->lookups, &worker->sentinel,
+                    ngx_str_rbtree_insert_value);
+
+    worker->pg = ngx_http_shortlink_pg_pool_create(cycle, &smcf->pg);
+    if (worker->pg == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (smcf->redis.host.len) {
+        worker->redis = ngx_http_shortlink_redis_create(cycle, &smcf->redis);
+        if (worker->redis == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (smcf->bloom.capacity) {
+        worker->bloom = ngx_http_shortlink_bloom_create(cycle, &smcf->bloom,
+                                                        worker->pg);
+        if (worker->bloom == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    smcf->worker = worker;
+
+    /* caches and the filter are kept true by PostgreSQL's notifications */
+
+    if (smcf->zone || worker->redis || worker->bloom) {
+        if (ngx_http_shortlink_pg_listen(worker->pg,
+                                         NGX_HTTP_SHORTLINK_CHANNEL,
+                                         ngx_http_shortlink_notified,
+                                         ngx_http_shortlink_listening, smcf)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
@@ -387,15 +792,51 @@ ngx_http_shortlink_init_process(ngx_cycle_t *cycle)
 
 
 static void
+ngx_http_shortlink_notified(void *data, ngx_str_t *code)
+{
+    ngx_http_shortlink_main_conf_t  *smcf = data;
+
+    ngx_http_shortlink_lookup_invalidate(smcf, code);
+}
+
+
+static void
+ngx_http_shortlink_listening(void *data, ngx_uint_t up)
+{
+    ngx_http_shortlink_main_conf_t  *smcf = data;
+
+    if (smcf->worker && smcf->worker->bloom) {
+        ngx_http_shortlink_bloom_listening(smcf->worker->bloom, up);
+    }
+}
+
+
+static void
 ngx_http_shortlink_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_shortlink_worker_t     *worker;
     ngx_http_shortlink_main_conf_t  *smcf;
 
     smcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_shortlink_module);
 
-    if (smcf && smcf->pg_pool) {
-        ngx_http_shortlink_pg_pool_destroy(smcf->pg_pool);
-        smcf->pg_pool = NULL;
+    if (smcf == NULL || smcf->worker == NULL) {
+        return;
+    }
+
+    worker = smcf->worker;
+    smcf->worker = NULL;
+
+    /* requests first, then the backends their lookups were waiting on */
+
+    ngx_http_shortlink_lookup_destroy(worker);
+    ngx_http_shortlink_pg_pool_destroy(worker->pg);
+
+    if (worker->redis) {
+        ngx_http_shortlink_redis_destroy(worker->redis);
+    }
+
+    if (worker->bloom) {
+        ngx_http_shortlink_bloom_destroy(worker->bloom);
     }
 }

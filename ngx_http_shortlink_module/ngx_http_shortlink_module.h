@@ -2,8 +2,8 @@
 /*
  * Copyright (C) ngx_http_shortlink_module authors
  *
- * Types shared by the module's files: configuration at each level and the
- * per-request context.  Nothing here holds state of its own.
+ * Types shared by the module's files: configuration at each level, what
+ * each worker holds, and the per-request context.
  */
 
 
@@ -15,32 +15,73 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_shortlink_link.h"
+#include "ngx_http_shortlink_cache.h"
 #include "ngx_http_shortlink_pg.h"
+#include "ngx_http_shortlink_redis.h"
+#include "ngx_http_shortlink_bloom.h"
+
+
+/* the channel sql/002_notify.sql notifies on every change of a link */
+#define NGX_HTTP_SHORTLINK_CHANNEL  "shortlink_links"
+
+
+typedef struct ngx_http_shortlink_lookup_s  ngx_http_shortlink_lookup_t;
+
+
+/* what one worker process holds; built in init_process */
+typedef struct {
+    ngx_http_shortlink_pg_pool_t     *pg;
+    ngx_http_shortlink_redis_t       *redis;       /* NULL: no L2 */
+    ngx_http_shortlink_bloom_t       *bloom;       /* NULL: no filter */
+    ngx_rbtree_t                      lookups;     /* in flight, by code */
+    ngx_rbtree_node_t                 sentinel;
+} ngx_http_shortlink_worker_t;
 
 
 typedef struct {
-    ngx_http_shortlink_pg_conf_t     pg;
-    ngx_http_shortlink_pg_pool_t    *pg_pool;    /* per worker */
-    ngx_flag_t                       used;       /* a location has shortlink */
+    ngx_http_shortlink_pg_conf_t      pg;
+    ngx_shm_zone_t                   *zone;        /* NULL: no L1 */
+    ngx_http_shortlink_cache_conf_t   cache;
+    ngx_http_shortlink_redis_conf_t   redis;       /* host.len 0: no L2 */
+    time_t                            redis_ttl;
+    ngx_http_shortlink_bloom_conf_t   bloom;
+    ngx_flag_t                        used;        /* a location has it */
+    ngx_http_shortlink_worker_t      *worker;
 } ngx_http_shortlink_main_conf_t;
 
 
 typedef struct {
-    ngx_flag_t                       enable;
-    ngx_http_complex_value_t        *code;       /* NULL: last URI segment */
+    ngx_flag_t                        enable;
+    ngx_http_complex_value_t         *code;        /* NULL: last segment */
 } ngx_http_shortlink_loc_conf_t;
 
 
 typedef struct {
-    ngx_http_request_t              *request;
-    ngx_str_t                        code;
-    ngx_str_t                        url;
-    ngx_uint_t                       status;
-    ngx_http_shortlink_pg_query_t   *query;      /* while suspended */
+    ngx_http_request_t               *request;
+    ngx_str_t                         code;
+    ngx_http_shortlink_link_t         link;
+    ngx_str_t                         tier;        /* $shortlink_cache */
+    ngx_queue_t                       queue;       /* in lookup->waiters */
+    ngx_http_shortlink_lookup_t      *lookup;      /* while suspended */
 } ngx_http_shortlink_ctx_t;
 
 
+/* what a lookup ends in */
+#define NGX_HTTP_SHORTLINK_REDIRECT      1
+#define NGX_HTTP_SHORTLINK_NOT_FOUND     2
+#define NGX_HTTP_SHORTLINK_UNAVAILABLE   3
+
+
 ngx_int_t ngx_http_shortlink_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_shortlink_respond(ngx_http_request_t *r,
+    ngx_http_shortlink_ctx_t *ctx, ngx_uint_t outcome);
+
+ngx_int_t ngx_http_shortlink_lookup(ngx_http_request_t *r,
+    ngx_http_shortlink_ctx_t *ctx, ngx_http_shortlink_link_t *stale);
+void ngx_http_shortlink_lookup_invalidate(ngx_http_shortlink_main_conf_t *smcf,
+    ngx_str_t *code);
+void ngx_http_shortlink_lookup_destroy(ngx_http_shortlink_worker_t *worker);
 
 
 extern ngx_module_t  ngx_http_shortlink_module;

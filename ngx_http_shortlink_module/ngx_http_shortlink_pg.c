@@ -16,6 +16,10 @@
  * A query is owned by the pool, not by the request that asked for it: a
  * request that goes away detaches itself (data = NULL) and an in-flight
  * query is still read to its end, so the connection stays usable.
+ *
+ * Besides the pool, each worker may keep one more connection that only
+ * LISTENs (cache invalidation and the bloom filter); it reconnects by
+ * itself, and tells its owner whenever the subscription goes up or down.
  */
 
 
@@ -44,6 +48,7 @@ typedef struct {
     ngx_uint_t                        state;
     unsigned                          prepared:1;
     unsigned                          delivered:1;
+    unsigned                          listener:1;
 } ngx_http_shortlink_pg_conn_t;
 
 
@@ -55,6 +60,15 @@ struct ngx_http_shortlink_pg_pool_s {
     ngx_log_t                        *log;
     ngx_msec_t                        retry_at;
     ngx_uint_t                        failures;
+
+    ngx_http_shortlink_pg_conn_t      listener;
+    ngx_event_t                       listen_retry;
+    ngx_uint_t                        listen_failures;
+    const char                       *channel;
+    ngx_http_shortlink_pg_notify_pt   notify;
+    ngx_http_shortlink_pg_listen_pt   listen_state;
+    void                             *listen_data;
+    unsigned                          destroying:1;
 };
 
 
@@ -64,8 +78,10 @@ struct ngx_http_shortlink_pg_query_s {
     ngx_http_shortlink_pg_pool_t     *pool;
     ngx_http_shortlink_pg_conn_t     *pgc;         /* NULL while waiting */
     ngx_http_shortlink_pg_handler_pt  handler;
+    ngx_http_shortlink_pg_row_pt      row;         /* streamed query */
     void                             *data;        /* NULL once detached */
-    const char                       *stmt;
+    const char                       *stmt;        /* prepared, or */
+    const char                       *sql;         /* plain SQL */
     int                               nparams;
     const char                       *values[NGX_HTTP_SHORTLINK_PG_MAX_PARAMS];
 };
@@ -78,6 +94,11 @@ static ngx_uint_t ngx_http_shortlink_pg_alive(
 static ngx_uint_t ngx_http_shortlink_pg_in_backoff(
     ngx_http_shortlink_pg_pool_t *pool);
 static void ngx_http_shortlink_pg_backoff(ngx_http_shortlink_pg_pool_t *pool);
+static ngx_msec_t ngx_http_shortlink_pg_delay(ngx_uint_t failures,
+    ngx_msec_t max);
+static void ngx_http_shortlink_pg_listen_retry(ngx_event_t *ev);
+static ngx_http_shortlink_pg_query_t *ngx_http_shortlink_pg_query_alloc(
+    ngx_http_shortlink_pg_pool_t *pool, size_t extra, ngx_msec_t timeout);
 static void ngx_http_shortlink_pg_fail_waiting(
     ngx_http_shortlink_pg_pool_t *pool);
 
@@ -92,6 +113,9 @@ static void ngx_http_shortlink_pg_results(ngx_http_shortlink_pg_conn_t *pgc);
 static void ngx_http_shortlink_pg_done(ngx_http_shortlink_pg_conn_t *pgc);
 static void ngx_http_shortlink_pg_close(ngx_http_shortlink_pg_conn_t *pgc,
     ngx_uint_t failed);
+static void ngx_http_shortlink_pg_listener_closed(
+    ngx_http_shortlink_pg_pool_t *pool, ngx_uint_t failed);
+static void ngx_http_shortlink_pg_notifies(ngx_http_shortlink_pg_conn_t *pgc);
 
 static ngx_int_t ngx_http_shortlink_pg_wrap(ngx_http_shortlink_pg_conn_t *pgc);
 static void ngx_http_shortlink_pg_unwrap(ngx_http_shortlink_pg_conn_t *pgc);
@@ -143,13 +167,20 @@ ngx_http_shortlink_pg_pool_create(ngx_cycle_t *cycle,
     pool->dispatch.data = pool;
     pool->dispatch.log = cycle->log;
 
-    for (i = 0; i < conf->size; i++) {
-        pgc = &pool->conns[i];
+    for (i = 0; i <= conf->size; i++) {
+        pgc = (i < conf->size) ? &pool->conns[i] : &pool->listener;
         pgc->pool = pool;
         pgc->timer.handler = ngx_http_shortlink_pg_connect_timeout;
         pgc->timer.data = pgc;
         pgc->timer.log = cycle->log;
     }
+
+    pool->listener.listener = 1;
+
+    pool->listen_retry.handler = ngx_http_shortlink_pg_listen_retry;
+    pool->listen_retry.data = pool;
+    pool->listen_retry.log = cycle->log;
+    pool->listen_retry.cancelable = 1;
 
     return pool;
 }
@@ -167,8 +198,18 @@ ngx_http_shortlink_pg_pool_destroy(ngx_http_shortlink_pg_pool_t *pool)
     ngx_queue_t                    *qn;
     ngx_http_shortlink_pg_query_t  *q;
 
+    pool->destroying = 1;
+
     if (pool->dispatch.posted) {
         ngx_delete_posted_event(&pool->dispatch);
+    }
+
+    if (pool->listen_retry.timer_set) {
+        ngx_del_timer(&pool->listen_retry);
+    }
+
+    if (pool->listener.state != NGX_HTTP_SHORTLINK_PG_FREE) {
+        ngx_http_shortlink_pg_close(&pool->listener, 0);
     }
 
     while (!ngx_queue_empty(&pool->waiting)) {
@@ -218,18 +259,17 @@ ngx_http_shortlink_pg_query(ngx_http_shortlink_pg_pool_t *pool,
         return NGX_DECLINED;
     }
 
-    len = sizeof(ngx_http_shortlink_pg_query_t);
+    len = 0;
 
     for (i = 0; i < nparams; i++) {
         len += params[i].len + 1;
     }
 
-    q = ngx_alloc(len, pool->log);
+    q = ngx_http_shortlink_pg_query_alloc(pool, len,
+                                          pool->conf->query_timeout);
     if (q == NULL) {
         return NGX_ERROR;
     }
-
-    ngx_memzero(q, sizeof(ngx_http_shortlink_pg_query_t));
 
     p = (u_char *) (q + 1);
 
@@ -239,26 +279,116 @@ ngx_http_shortlink_pg_query(ngx_http_shortlink_pg_pool_t *pool,
         *p++ = '\0';
     }
 
-    q->pool = pool;
     q->stmt = stmt;
     q->nparams = (int) nparams;
     q->handler = handler;
     q->data = data;
 
+    *qp = q;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A query whose rows are handed over one at a time as they arrive (libpq's
+ * single-row mode), for results too large to hold: the bloom filter build.
+ */
+
+ngx_int_t
+ngx_http_shortlink_pg_stream(ngx_http_shortlink_pg_pool_t *pool,
+    const char *sql, ngx_msec_t timeout, ngx_http_shortlink_pg_row_pt row,
+    ngx_http_shortlink_pg_handler_pt handler, void *data)
+{
+    ngx_http_shortlink_pg_query_t  *q;
+
+    if (!ngx_http_shortlink_pg_alive(pool)
+        && ngx_http_shortlink_pg_in_backoff(pool))
+    {
+        return NGX_DECLINED;
+    }
+
+    q = ngx_http_shortlink_pg_query_alloc(pool, 0, timeout);
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    q->sql = sql;
+    q->row = row;
+    q->handler = handler;
+    q->data = data;
+
+    return NGX_OK;
+}
+
+
+/* a zeroed query with room for extra bytes, queued with its timer armed */
+
+static ngx_http_shortlink_pg_query_t *
+ngx_http_shortlink_pg_query_alloc(ngx_http_shortlink_pg_pool_t *pool,
+    size_t extra, ngx_msec_t timeout)
+{
+    ngx_http_shortlink_pg_query_t  *q;
+
+    q = ngx_alloc(sizeof(ngx_http_shortlink_pg_query_t) + extra, pool->log);
+    if (q == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(q, sizeof(ngx_http_shortlink_pg_query_t));
+
+    q->pool = pool;
+
     q->timer.handler = ngx_http_shortlink_pg_query_timeout;
     q->timer.data = q;
     q->timer.log = pool->log;
 
-    ngx_add_timer(&q->timer, pool->conf->query_timeout);
+    ngx_add_timer(&q->timer, timeout);
 
     ngx_queue_insert_tail(&pool->waiting, &q->queue);
 
-    /* handlers are never called from inside this function */
+    /* handlers are never called from inside the function that queues */
     ngx_post_event(&pool->dispatch, &ngx_posted_events);
 
-    *qp = q;
+    return q;
+}
+
+
+/*
+ * One more connection that only LISTENs on channel.  state(data, 1) when
+ * the subscription is confirmed, state(data, 0) whenever it is lost
+ * (notifications may have been missed); it reconnects with backoff.
+ */
+
+ngx_int_t
+ngx_http_shortlink_pg_listen(ngx_http_shortlink_pg_pool_t *pool,
+    const char *channel, ngx_http_shortlink_pg_notify_pt notify,
+    ngx_http_shortlink_pg_listen_pt state, void *data)
+{
+    pool->channel = channel;
+    pool->notify = notify;
+    pool->listen_state = state;
+    pool->listen_data = data;
+
+    /* connect from the event loop, not from init_process */
+    ngx_add_timer(&pool->listen_retry, 1);
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_shortlink_pg_listen_retry(ngx_event_t *ev)
+{
+    ngx_http_shortlink_pg_pool_t  *pool;
+
+    pool = ev->data;
+
+    if (pool->listener.state == NGX_HTTP_SHORTLINK_PG_FREE
+        && !pool->destroying && !ngx_exiting && !ngx_quit && !ngx_terminate)
+    {
+        ngx_http_shortlink_pg_connect(&pool->listener);
+    }
 }
 
 
@@ -454,22 +584,30 @@ ngx_http_shortlink_pg_backoff(ngx_http_shortlink_pg_pool_t *pool)
 {
     ngx_msec_t  delay;
 
-    pool->failures++;
-
-    delay = (ngx_msec_t) NGX_HTTP_SHORTLINK_PG_BACKOFF_MIN
-            << ngx_min(pool->failures - 1, 10);
-
-    if (delay > pool->conf->backoff_max) {
-        delay = pool->conf->backoff_max;
-    }
-
-    delay = delay / 2 + (ngx_msec_t) ngx_random() % (delay / 2 + 1);
+    delay = ngx_http_shortlink_pg_delay(++pool->failures,
+                                        pool->conf->backoff_max);
 
     pool->retry_at = ngx_current_msec + delay;
 
     ngx_log_error(NGX_LOG_WARN, pool->log, 0,
                   "shortlink: PostgreSQL unavailable, next connection "
                   "attempt in %M ms", delay);
+}
+
+
+static ngx_msec_t
+ngx_http_shortlink_pg_delay(ngx_uint_t failures, ngx_msec_t max)
+{
+    ngx_msec_t  delay;
+
+    delay = (ngx_msec_t) NGX_HTTP_SHORTLINK_PG_BACKOFF_MIN
+            << ngx_min(failures - 1, 10);
+
+    if (delay > max) {
+        delay = max;
+    }
+
+    return delay / 2 + (ngx_msec_t) ngx_random() % (delay / 2 + 1);
 }
 
 
@@ -554,9 +692,9 @@ ngx_http_shortlink_pg_connect(ngx_http_shortlink_pg_conn_t *pgc)
 static void
 ngx_http_shortlink_pg_connect_poll(ngx_http_shortlink_pg_conn_t *pgc)
 {
-    ngx_int_t                rc;
-    const char              *msg;
-    PostgresPollingStatusType  status;
+    ngx_int_t                   rc;
+    const char                 *msg;
+    PostgresPollingStatusType   status;
 
     status = PQconnectPoll(pgc->conn);
 
@@ -625,13 +763,23 @@ ngx_http_shortlink_pg_connect_timeout(ngx_event_t *ev)
 static void
 ngx_http_shortlink_pg_prepare(ngx_http_shortlink_pg_conn_t *pgc)
 {
+    int          sent;
+    char         sql[128];
     const char  *msg;
 
     pgc->state = NGX_HTTP_SHORTLINK_PG_PREPARING;
 
-    if (!PQsendPrepare(pgc->conn, NGX_HTTP_SHORTLINK_PG_LOOKUP,
-                       ngx_http_shortlink_pg_lookup_sql, 1, NULL)
-        || ngx_http_shortlink_pg_flush(pgc) != NGX_OK)
+    if (pgc->listener) {
+        *ngx_snprintf((u_char *) sql, sizeof(sql) - 1, "LISTEN %s",
+                      pgc->pool->channel) = '\0';
+        sent = PQsendQuery(pgc->conn, sql);
+
+    } else {
+        sent = PQsendPrepare(pgc->conn, NGX_HTTP_SHORTLINK_PG_LOOKUP,
+                             ngx_http_shortlink_pg_lookup_sql, 1, NULL);
+    }
+
+    if (!sent || ngx_http_shortlink_pg_flush(pgc) != NGX_OK)
     {
         msg = PQerrorMessage(pgc->conn);
         ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
@@ -646,11 +794,12 @@ static void
 ngx_http_shortlink_pg_send(ngx_http_shortlink_pg_conn_t *pgc,
     ngx_http_shortlink_pg_query_t *q)
 {
+    int          sent;
     const char  *msg;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pgc->pool->log, 0,
                    "shortlink pg: sending \"%s\" on connection *%uA",
-                   q->stmt, pgc->c->number);
+                   q->stmt ? q->stmt : q->sql, pgc->c->number);
 
     pgc->query = q;
     pgc->delivered = 0;
@@ -658,9 +807,17 @@ ngx_http_shortlink_pg_send(ngx_http_shortlink_pg_conn_t *pgc,
     pgc->c->idle = 0;
     q->pgc = pgc;
 
-    if (!PQsendQueryPrepared(pgc->conn, q->stmt, q->nparams, q->values,
-                             NULL, NULL, 0)
-        || ngx_http_shortlink_pg_flush(pgc) != NGX_OK)
+    if (q->sql) {
+        sent = PQsendQueryParams(pgc->conn, q->sql, 0, NULL, NULL, NULL,
+                                 NULL, 0)
+               && (q->row == NULL || PQsetSingleRowMode(pgc->conn));
+
+    } else {
+        sent = PQsendQueryPrepared(pgc->conn, q->stmt, q->nparams, q->values,
+                                   NULL, NULL, 0);
+    }
+
+    if (!sent || ngx_http_shortlink_pg_flush(pgc) != NGX_OK)
     {
         msg = PQerrorMessage(pgc->conn);
         ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
@@ -688,6 +845,15 @@ ngx_http_shortlink_pg_results(ngx_http_shortlink_pg_conn_t *pgc)
         }
 
         status = PQresultStatus(res);
+
+        if (status == PGRES_SINGLE_TUPLE) {
+            if (pgc->query->data && !pgc->delivered) {
+                pgc->query->row(pgc->query->data, res);
+            }
+
+            PQclear(res);
+            continue;
+        }
 
         if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
             msg = PQresultErrorMessage(res);
@@ -738,11 +904,28 @@ ngx_http_shortlink_pg_done(ngx_http_shortlink_pg_conn_t *pgc)
             ngx_del_timer(&pgc->timer);
         }
 
-        pool->failures = 0;
-
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pool->log, 0,
                        "shortlink pg: connection *%uA ready",
                        pgc->c->number);
+
+        if (pgc->listener) {
+            pool->listen_failures = 0;
+            pgc->state = NGX_HTTP_SHORTLINK_PG_IDLE;
+            pgc->c->idle = 1;
+
+            ngx_log_error(NGX_LOG_INFO, pool->log, 0,
+                          "shortlink: listening on \"%s\"", pool->channel);
+
+            if (ngx_http_shortlink_pg_events(pgc, 1, 0) != NGX_OK) {
+                ngx_http_shortlink_pg_close(pgc, 1);
+                return;
+            }
+
+            pool->listen_state(pool->listen_data, 1);
+            return;
+        }
+
+        pool->failures = 0;
 
     } else {
         q = pgc->query;
@@ -802,6 +985,12 @@ ngx_http_shortlink_pg_close(ngx_http_shortlink_pg_conn_t *pgc,
 
     ngx_http_shortlink_pg_unwrap(pgc);
 
+    if (pgc->listener) {
+        pgc->state = NGX_HTTP_SHORTLINK_PG_FREE;
+        ngx_http_shortlink_pg_listener_closed(pool, failed);
+        return;
+    }
+
     pgc->state = NGX_HTTP_SHORTLINK_PG_FREE;
 
     if (failed) {
@@ -817,6 +1006,27 @@ ngx_http_shortlink_pg_close(ngx_http_shortlink_pg_conn_t *pgc,
     if (!ngx_queue_empty(&pool->waiting)) {
         ngx_post_event(&pool->dispatch, &ngx_posted_events);
     }
+}
+
+
+/* the subscription is gone: say so, and come back unless exiting */
+
+static void
+ngx_http_shortlink_pg_listener_closed(ngx_http_shortlink_pg_pool_t *pool,
+    ngx_uint_t failed)
+{
+    ngx_msec_t  delay;
+
+    pool->listen_state(pool->listen_data, 0);
+
+    if (pool->destroying || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    delay = ngx_http_shortlink_pg_delay(failed ? ++pool->listen_failures : 1,
+                                        pool->conf->backoff_max);
+
+    ngx_add_timer(&pool->listen_retry, delay);
 }
 
 
@@ -977,7 +1187,11 @@ ngx_http_shortlink_pg_read_handler(ngx_event_t *rev)
     }
 
     if (pgc->state == NGX_HTTP_SHORTLINK_PG_IDLE) {
-        /* nothing was asked: notices only, handled by libpq */
+        /* nothing was asked: notifications, or notices libpq handles */
+        if (pgc->listener) {
+            ngx_http_shortlink_pg_notifies(pgc);
+        }
+
         return;
     }
 
@@ -1006,6 +1220,29 @@ ngx_http_shortlink_pg_write_handler(ngx_event_t *wev)
 
     if (ngx_http_shortlink_pg_flush(pgc) != NGX_OK) {
         ngx_http_shortlink_pg_close(pgc, 1);
+    }
+}
+
+
+static void
+ngx_http_shortlink_pg_notifies(ngx_http_shortlink_pg_conn_t *pgc)
+{
+    PGnotify                      *n;
+    ngx_str_t                      payload;
+    ngx_http_shortlink_pg_pool_t  *pool;
+
+    pool = pgc->pool;
+
+    while (pgc->conn && (n = PQnotifies(pgc->conn)) != NULL) {
+        payload.data = (u_char *) n->extra;
+        payload.len = ngx_strlen(n->extra);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                       "shortlink pg: notification \"%V\"", &payload);
+
+        pool->notify(pool->listen_data, &payload);
+
+        PQfreemem(n);
     }
 }
 

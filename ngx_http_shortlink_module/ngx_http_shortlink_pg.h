@@ -36,6 +36,14 @@ typedef struct ngx_http_shortlink_pg_query_s  ngx_http_shortlink_pg_query_t;
 typedef void (*ngx_http_shortlink_pg_handler_pt)(void *data, PGresult *res,
     ngx_int_t rc);
 
+/* a streamed query: called for every row (one-row PGRES_SINGLE_TUPLE) */
+typedef void (*ngx_http_shortlink_pg_row_pt)(void *data, PGresult *res);
+
+/* LISTEN: a notification's payload, and the subscription going up/down */
+typedef void (*ngx_http_shortlink_pg_notify_pt)(void *data,
+    ngx_str_t *payload);
+typedef void (*ngx_http_shortlink_pg_listen_pt)(void *data, ngx_uint_t up);
+
 
 typedef struct {
     ngx_str_t                         conninfo;
@@ -54,7 +62,13 @@ ngx_int_t ngx_http_shortlink_pg_query(ngx_http_shortlink_pg_pool_t *pool,
     const char *stmt, ngx_uint_t nparams, ngx_str_t *params,
     ngx_http_shortlink_pg_handler_pt handler, void *data,
     ngx_http_shortlink_pg_query_t **qp);
+ngx_int_t ngx_http_shortlink_pg_stream(ngx_http_shortlink_pg_pool_t *pool,
+    const char *sql, ngx_msec_t timeout, ngx_http_shortlink_pg_row_pt row,
+    ngx_http_shortlink_pg_handler_pt handler, void *data);
 void ngx_http_shortlink_pg_detach(ngx_http_shortlink_pg_query_t *q);
+ngx_int_t ngx_http_shortlink_pg_listen(ngx_http_shortlink_pg_pool_t *pool,
+    const char *channel, ngx_http_shortlink_pg_notify_pt notify,
+    ngx_http_shortlink_pg_listen_pt state, void *data);
 time_t ngx_http_shortlink_pg_retry_after(ngx_http_shortlink_pg_pool_t *pool);
 
 char *ngx_http_shortlink_pg_check_conninfo(ngx_conf_t *cf, ngx_str_t *ci);

@@ -3,6 +3,10 @@
 # A database that accepts connections and never answers is bounded by
 # connect_timeout.
 
+# blocks build on what nginx kept from the previous one (connections,
+# cache entries): restart nginx only when the config changes
+BEGIN { $ENV{TEST_NGINX_FORCE_RESTART_ON_TEST} = 0 }
+
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use ShortlinkTest;

@@ -13,7 +13,7 @@ use POSIX ':sys_wait_h';
 use Time::HiRes qw(sleep);
 
 our @EXPORT = qw(sql sql_value sql_bg pg_stop pg_start pg_wait_bg
-                 silent_listener);
+                 silent_listener redis redis_stop redis_start);
 
 my @background;
 
@@ -90,6 +90,38 @@ sub pg_stop {
 sub pg_start {
     my $log = $ENV{SHORTLINK_PG_LOG} // '/dev/null';
     _pg_ctl('-l', $log, 'start');
+}
+
+# redis-cli against the test Redis; returns its output without the newline
+sub redis {
+    my (@args) = @_;
+    my $port = $ENV{TEST_NGINX_REDIS_PORT} or die "TEST_NGINX_REDIS_PORT is not set\n";
+    my $pid = open(my $fh, '-|');
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDERR, '>', '/dev/null';
+        exec 'redis-cli', '-h', '127.0.0.1', '-p', $port, @args;
+        exit 127;
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    chomp $out;
+    return $out;
+}
+
+sub redis_stop {
+    redis('shutdown', 'nosave');
+    sleep 0.2;
+}
+
+sub redis_start {
+    my $dir = $ENV{SHORTLINK_REDIS_DIR} or die "SHORTLINK_REDIS_DIR is not set\n";
+    system('redis-server', "$dir/redis.conf") == 0 or die "redis-server failed\n";
+    for (1 .. 50) {
+        last if redis('ping') eq 'PONG';
+        sleep 0.05;
+    }
 }
 
 # a TCP port that accepts connections (the kernel completes the handshake)

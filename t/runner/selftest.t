@@ -131,6 +131,14 @@ sub find_tests {
 }
 
 {
+    my $r = run_suite('restart.suite');
+    all_ok($r, 'restart.suite');
+    my @hit = find_tests($r, qr/^the same config is restarted for the next block$/);
+    ok(@hit == 1 && $hit[0]{ok},
+       'restart.suite: nginx restarts for every block by default, as upstream');
+}
+
+{
     my $r = run_suite('features.suite');
     all_ok($r, 'features.suite');
     for my $t ('a block without --- config reuses the running nginx',

@@ -11,9 +11,9 @@ package Test::Nginx::Util;
 # Differences from upstream worth knowing (see t/runner/README.md):
 #   * nginx runs in the foreground ("daemon off") as our own child and is
 #     reaped with waitpid(), so restarts take milliseconds;
-#   * nginx is restarted only when the generated nginx.conf changes (or
-#     nginx died); set TEST_NGINX_FORCE_RESTART_ON_TEST=1 to restart for
-#     every block like upstream;
+#   * like upstream, nginx is restarted for every block unless
+#     TEST_NGINX_FORCE_RESTART_ON_TEST=0, and then only when the generated
+#     nginx.conf changes (or nginx died);
 #   * the server listens on 127.0.0.1:$port only;
 #   * HTTP/2, HTTP/3, curl, stap, UDP/TCP mock servers, leak checking and
 #     benchmarking modes are not implemented.
@@ -74,7 +74,9 @@ our $LoadModules         = $ENV{TEST_NGINX_LOAD_MODULES};
 our $EventType           = $ENV{TEST_NGINX_EVENT_TYPE};
 our $PostponeOutput      = $ENV{TEST_NGINX_POSTPONE_OUTPUT};
 our $CheckAccumErrLog    = $ENV{TEST_NGINX_CHECK_ACCUM_ERR_LOG};
-our $ForceRestart        = $ENV{TEST_NGINX_FORCE_RESTART_ON_TEST};
+# upstream's default: restart for every block (0 keeps nginx between blocks
+# that share a config)
+our $ForceRestart        = $ENV{TEST_NGINX_FORCE_RESTART_ON_TEST} // 1;
 our $NoClean             = $ENV{TEST_NGINX_NO_CLEAN};
 our $Verbose             = $ENV{TEST_NGINX_VERBOSE};
 our $NoLongString;
@@ -679,7 +681,7 @@ sub start_nginx {
 
 # --- HUP reload support -----------------------------------------------------
 
-sub use_hup_now { return $UseHup && !$ForceRestart }
+sub use_hup_now { return $UseHup }
 
 sub new_config_version {
     return join '', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 12;
