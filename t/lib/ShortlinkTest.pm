@@ -47,11 +47,10 @@ sub _psql {
              _dsn(), '-c', $sql;
         exit 127;
     }
-    local $/;
-    my $out = <$fh>;
+    my $out = do { local $/; <$fh> } // '';
     close $fh;
     die "psql failed ($?): $out\n" if $?;
-    return $out // '';
+    return $out;
 }
 
 # run SQL in the background (e.g. hold a lock); returns at once
@@ -103,10 +102,9 @@ sub redis {
         exec 'redis-cli', '-h', '127.0.0.1', '-p', $port, @args;
         exit 127;
     }
-    local $/;
-    my $out = <$fh> // '';
+    my $out = do { local $/; <$fh> } // '';
     close $fh;
-    chomp $out;
+    $out =~ s/\n\z//;
     return $out;
 }
 
