@@ -21,9 +21,12 @@ sql(q{
 });
 redis('del', map { "sl:rd$_" } 1 .. 9);
 
+# valgrind slows nginx down more than 200 ms lets a handshake take
+$ENV{TEST_NGINX_REDIS_TIMEOUT} = $ENV{TEST_NGINX_USE_VALGRIND} ? '2s' : '200ms';
+
 our $http_config = <<'_EOC_';
     shortlink_postgres "$TEST_NGINX_PG_DSN";
-    shortlink_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=200ms ttl=10m backoff=300ms;
+    shortlink_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=$TEST_NGINX_REDIS_TIMEOUT ttl=10m backoff=300ms;
 _EOC_
 
 our $config = <<'_EOC_';
