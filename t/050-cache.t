@@ -189,7 +189,7 @@ X-Cache: pg
     location = /fill.html { ssi on; root html; }
     location / { shortlink; }
 --- user_files eval
-">>> fill.html\n" . join("", map { qq{<!--# include virtual="/big$_" -->} } 1 .. 40)
+">>> fill.html\n" . CORE::join("", map { qq{<!--# include virtual="/big$_" -->} } 1 .. 40)
 --- request
 GET /fill.html
 --- response_body_like: ^(<html>.*?</html>\r\n){40}$
