@@ -48,6 +48,7 @@ typedef struct {
     ngx_rbtree_t                       rbtree;
     ngx_rbtree_node_t                  sentinel;
     ngx_queue_t                        queue;
+    time_t                             nomem_logged;
 } ngx_http_shortlink_cache_sh_t;
 
 
@@ -350,7 +351,7 @@ ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
     size_t                            size;
     uint32_t                          hash;
     ngx_msec_t                        ttl, now;
-    ngx_uint_t                        tries;
+    ngx_uint_t                        tries, max, log;
     ngx_rbtree_node_t                *node;
     ngx_http_shortlink_cache_ctx_t   *ctx;
     ngx_http_shortlink_cache_node_t  *cn;
@@ -407,10 +408,16 @@ ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
      * zone of real links.
      */
 
-    for (tries = 0;
-         node == NULL && tries < NGX_HTTP_SHORTLINK_CACHE_EVICT_TRIES;
-         tries++)
-    {
+    /*
+     * An entry over half a page needs whole free pages, which evicting
+     * small entries rarely makes: try a few only, so that one long URL
+     * cannot empty the zone of hot links.
+     */
+
+    max = (size > ngx_pagesize / 2) ? 4 : NGX_HTTP_SHORTLINK_CACHE_EVICT_TRIES;
+
+    for (tries = 0; node == NULL && tries < max; tries++) {
+
         if (!ngx_http_shortlink_cache_expire(ctx, 1, link == NULL)) {
             break;
         }
@@ -419,9 +426,12 @@ ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
     }
 
     if (node == NULL) {
+        log = (link != NULL && ctx->sh->nomem_logged != ngx_time());
+        ctx->sh->nomem_logged = ngx_time();
+
         ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-        if (link) {
+        if (log) {
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                           "shortlink zone \"%V\" cannot hold an entry of "
                           "%uz bytes: not cached", &zone->shm.name, size);

@@ -31,7 +31,8 @@ static ngx_int_t ngx_http_shortlink_add_header(ngx_http_request_t *r,
 static ngx_str_t  ngx_http_shortlink_location = ngx_string("Location");
 static ngx_str_t  ngx_http_shortlink_cache_control =
     ngx_string("Cache-Control");
-static ngx_str_t  ngx_http_shortlink_no_store = ngx_string("private, max-age=0");
+static ngx_str_t  ngx_http_shortlink_no_store =
+    ngx_string("private, max-age=0");
 static ngx_str_t  ngx_http_shortlink_retry_after = ngx_string("Retry-After");
 static ngx_str_t  ngx_http_shortlink_allow = ngx_string("Allow");
 static ngx_str_t  ngx_http_shortlink_get_head = ngx_string("GET, HEAD");
@@ -178,6 +179,12 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
     ngx_buf_t    *b;
     ngx_str_t     reason;
     ngx_chain_t   out;
+
+    /* 6. the click: queued, never waited for (may set the visitor cookie) */
+
+    if (ngx_http_shortlink_click_record(r, &ctx->code) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     if (ngx_http_shortlink_add_header(r, &ngx_http_shortlink_location,
                                       &ctx->link.url, &r->headers_out.location)

@@ -37,6 +37,7 @@ struct ngx_http_shortlink_lookup_s {
     ngx_http_shortlink_link_t         link;       /* the answer */
     ngx_str_t                         tier;
     ngx_uint_t                        outcome;
+    ngx_uint_t                        invalidated; /* changed meanwhile */
     u_char                            code[NGX_HTTP_SHORTLINK_CODE_MAX_LEN];
 };
 
@@ -76,8 +77,8 @@ ngx_int_t
 ngx_http_shortlink_lookup(ngx_http_request_t *r, ngx_http_shortlink_ctx_t *ctx,
     ngx_http_shortlink_link_t *stale)
 {
-    ngx_int_t                        rc;
     uint32_t                         hash;
+    ngx_int_t                        rc;
     ngx_str_node_t                  *sn;
     ngx_http_cleanup_t              *cln;
     ngx_http_shortlink_lookup_t     *lk;
@@ -158,8 +159,21 @@ void
 ngx_http_shortlink_lookup_invalidate(ngx_http_shortlink_main_conf_t *smcf,
     ngx_str_t *code)
 {
+    ngx_str_node_t  *sn;
+
     if (!ngx_http_shortlink_code_valid(code->data, code->len)) {
         return;
+    }
+
+    /*
+     * A lookup under way may carry the old answer: its waiters get it,
+     * but it must not go back into the caches after this.
+     */
+
+    sn = ngx_str_rbtree_lookup(&smcf->worker->lookups, code,
+                               ngx_crc32_short(code->data, code->len));
+    if (sn) {
+        ((ngx_http_shortlink_lookup_t *) sn)->invalidated = 1;
     }
 
     if (smcf->worker->bloom) {
@@ -284,7 +298,7 @@ ngx_http_shortlink_lookup_redis_done(void *data, ngx_int_t rc,
 
         if (ngx_http_shortlink_link_decode(value, &link) == NGX_OK) {
             if (!ngx_http_shortlink_link_expired(&link, ngx_time())) {
-                if (lk->smcf->zone) {
+                if (lk->smcf->zone && !lk->invalidated) {
                     ngx_http_shortlink_cache_put(lk->smcf->zone, &lk->sn.str,
                                                  &link);
                 }
@@ -372,7 +386,7 @@ ngx_http_shortlink_lookup_pg_done(void *data, PGresult *res, ngx_int_t rc)
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                        "shortlink: \"%V\" not found", &lk->sn.str);
 
-        if (smcf->zone) {
+        if (smcf->zone && !lk->invalidated) {
             ngx_http_shortlink_cache_put(smcf->zone, &lk->sn.str, NULL);
         }
 
@@ -406,11 +420,11 @@ ngx_http_shortlink_lookup_pg_done(void *data, PGresult *res, ngx_int_t rc)
         return;
     }
 
-    if (smcf->zone) {
+    if (smcf->zone && !lk->invalidated) {
         ngx_http_shortlink_cache_put(smcf->zone, &lk->sn.str, &link);
     }
 
-    if (smcf->worker->redis) {
+    if (smcf->worker->redis && !lk->invalidated) {
         ngx_http_shortlink_lookup_fill_redis(lk, &link);
     }
 

@@ -14,7 +14,10 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <math.h>
+
 #include "ngx_http_shortlink_module.h"
+#include "ngx_http_shortlink_queue.h"
 
 
 static void *ngx_http_shortlink_create_main_conf(ngx_conf_t *cf);
@@ -34,8 +37,17 @@ static char *ngx_http_shortlink_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_shortlink_bloom(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_shortlink_queue(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_shortlink_flush(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_shortlink_click_field(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_shortlink_visitor_cookie(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_shortlink_param_time(ngx_str_t *value,
     const char *name, ngx_msec_t *ms);
+static ngx_uint_t ngx_http_shortlink_name_char(u_char c);
 
 static ngx_int_t ngx_http_shortlink_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -44,6 +56,14 @@ static ngx_int_t ngx_http_shortlink_init_process(ngx_cycle_t *cycle);
 static void ngx_http_shortlink_notified(void *data, ngx_str_t *code);
 static void ngx_http_shortlink_listening(void *data, ngx_uint_t up);
 static void ngx_http_shortlink_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_enum_t  ngx_http_shortlink_click_ip_modes[] = {
+    { ngx_string("off"), NGX_HTTP_SHORTLINK_CLICK_IP_OFF },
+    { ngx_string("anonymize"), NGX_HTTP_SHORTLINK_CLICK_IP_ANONYMIZE },
+    { ngx_string("full"), NGX_HTTP_SHORTLINK_CLICK_IP_FULL },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_http_shortlink_commands[] = {
@@ -81,6 +101,49 @@ static ngx_command_t  ngx_http_shortlink_commands[] = {
       ngx_http_shortlink_bloom,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("shortlink_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_shortlink_queue,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("shortlink_flush"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_shortlink_flush,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("shortlink_click_field"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_shortlink_click_field,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("shortlink_visitor_cookie"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF
+                        |NGX_CONF_TAKE12,
+      ngx_http_shortlink_visitor_cookie,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("shortlink_click_ip"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_shortlink_loc_conf_t, click_ip),
+      &ngx_http_shortlink_click_ip_modes },
+
+    { ngx_string("shortlink_respect_dnt"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_shortlink_loc_conf_t, respect_dnt),
       NULL },
 
       ngx_null_command
@@ -161,6 +224,9 @@ ngx_http_shortlink_create_main_conf(ngx_conf_t *cf)
     smcf->pg.connect_timeout = NGX_CONF_UNSET_MSEC;
     smcf->pg.query_timeout = NGX_CONF_UNSET_MSEC;
     smcf->pg.backoff_max = NGX_CONF_UNSET_MSEC;
+    smcf->flush.interval = NGX_CONF_UNSET_MSEC;
+    smcf->flush.batch = NGX_CONF_UNSET_UINT;
+    smcf->flush.timeout = NGX_CONF_UNSET_MSEC;
 
     return smcf;
 }
@@ -175,6 +241,15 @@ ngx_http_shortlink_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(smcf->pg.connect_timeout, 2000);
     ngx_conf_init_msec_value(smcf->pg.query_timeout, 1000);
     ngx_conf_init_msec_value(smcf->pg.backoff_max, 5000);
+    ngx_conf_init_msec_value(smcf->flush.interval, 1000);
+    ngx_conf_init_uint_value(smcf->flush.batch, 5000);
+    ngx_conf_init_msec_value(smcf->flush.timeout, 10000);
+
+    if (smcf->queue && smcf->pg.conninfo.len == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"shortlink_queue\" needs \"shortlink_postgres\"");
+        return NGX_CONF_ERROR;
+    }
 
     if ((smcf->zone || smcf->redis.host.len || smcf->bloom.capacity)
         && smcf->pg.conninfo.len == 0)
@@ -210,9 +285,13 @@ ngx_http_shortlink_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     slcf->code = NULL;
+     *     slcf->cookie_name = { 0, NULL };
      */
 
     slcf->enable = NGX_CONF_UNSET;
+    slcf->cookie_max_age = NGX_CONF_UNSET;
+    slcf->click_ip = NGX_CONF_UNSET_UINT;
+    slcf->respect_dnt = NGX_CONF_UNSET;
 
     return slcf;
 }
@@ -221,11 +300,59 @@ ngx_http_shortlink_create_loc_conf(ngx_conf_t *cf)
 static char *
 ngx_http_shortlink_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
+    ngx_http_shortlink_loc_conf_t  *prev = parent;
     ngx_http_shortlink_loc_conf_t  *conf = child;
+
+    ngx_str_t  name;
 
     /* like proxy_pass, "shortlink" and its code are not inherited */
 
     ngx_conf_init_value(conf->enable, 0);
+
+    if (conf->cookie_max_age == NGX_CONF_UNSET) {
+        conf->cookie_name = prev->cookie_name;
+        conf->cookie_max_age = prev->cookie_max_age;
+    }
+
+    if (conf->cookie_max_age == NGX_CONF_UNSET) {
+        ngx_str_set(&conf->cookie_name, "sl_vid");
+        conf->cookie_max_age = 365 * 24 * 60 * 60;
+    }
+
+    ngx_conf_merge_uint_value(conf->click_ip, prev->click_ip,
+                              NGX_HTTP_SHORTLINK_CLICK_IP_ANONYMIZE);
+    ngx_conf_merge_value(conf->respect_dnt, prev->respect_dnt, 1);
+
+    if (!conf->enable) {
+        return NGX_CONF_OK;
+    }
+
+    /* the request headers a click reads, as indexed variables */
+
+    if (conf->cookie_name.len) {
+        name.len = sizeof("cookie_") - 1 + conf->cookie_name.len;
+        name.data = ngx_pnalloc(cf->pool, name.len);
+        if (name.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_sprintf(name.data, "cookie_%V", &conf->cookie_name);
+
+        conf->cookie_index = ngx_http_get_variable_index(cf, &name);
+        if (conf->cookie_index == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ngx_str_set(&name, "http_dnt");
+    conf->dnt_index = ngx_http_get_variable_index(cf, &name);
+
+    ngx_str_set(&name, "http_sec_gpc");
+    conf->gpc_index = ngx_http_get_variable_index(cf, &name);
+
+    if (conf->dnt_index == NGX_ERROR || conf->gpc_index == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -532,7 +659,7 @@ ngx_http_shortlink_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     smcf->redis.timeout = 100;
     smcf->redis.backoff_max = 5000;
     ngx_str_set(&smcf->redis.prefix, "sl:");
-    ttl = 3600000;
+    ttl = 600000;
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -654,6 +781,14 @@ ngx_http_shortlink_bloom(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "needs \"capacity=\"";
     }
 
+    /* libbloom counts bits in an int: capacity * -ln(error) / ln(2)^2 */
+
+    if ((double) smcf->bloom.capacity * -log(smcf->bloom.error)
+        / (M_LN2 * M_LN2) >= (double) NGX_MAX_INT32_VALUE)
+    {
+        return "is too large for libbloom: lower capacity or raise error";
+    }
+
     return NGX_CONF_OK;
 
 invalid:
@@ -661,6 +796,259 @@ invalid:
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\"", &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+/* shortlink_queue name:size; */
+
+static char *
+ngx_http_shortlink_queue(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_shortlink_main_conf_t  *smcf = conf;
+
+    u_char     *p;
+    ssize_t     size;
+    ngx_str_t  *value, name, s;
+
+    if (smcf->queue) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+    if (p == NULL || p == value[1].data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid queue \"%V\": name:size expected",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR || size < (ssize_t) (16 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid queue size \"%V\": at least %uz bytes",
+                           &value[1], 16 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    smcf->queue = ngx_http_shortlink_queue_add(cf, &name, (size_t) size);
+    if (smcf->queue == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* shortlink_flush [interval=time] [batch=number] [timeout=time]; */
+
+static char *
+ngx_http_shortlink_flush(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_shortlink_main_conf_t  *smcf = conf;
+
+    ngx_int_t    n, rc;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (smcf->flush.batch != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "batch=", 6) == 0) {
+            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
+            if (n < 1 || n > 100000) {
+                goto invalid;
+            }
+
+            smcf->flush.batch = (ngx_uint_t) n;
+            continue;
+        }
+
+        rc = ngx_http_shortlink_param_time(&value[i], "interval=",
+                                           &smcf->flush.interval);
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_shortlink_param_time(&value[i], "timeout=",
+                                               &smcf->flush.timeout);
+        }
+
+        if (rc != NGX_OK) {
+            goto invalid;
+        }
+    }
+
+    if (smcf->flush.interval == 0 || smcf->flush.timeout == 0) {
+        return "needs times above zero";
+    }
+
+    if (smcf->flush.batch == NGX_CONF_UNSET_UINT) {
+        smcf->flush.batch = 5000;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* shortlink_click_field name value; */
+
+static char *
+ngx_http_shortlink_click_field(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_shortlink_main_conf_t  *smcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_shortlink_click_field_t  *field;
+    ngx_http_compile_complex_value_t   ccv;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > 64) {
+        goto invalid;
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        if (!ngx_http_shortlink_name_char(value[1].data[i])) {
+            goto invalid;
+        }
+    }
+
+    if (smcf->fields == NULL) {
+        smcf->fields = ngx_array_create(cf->pool, 4,
+                                    sizeof(ngx_http_shortlink_click_field_t));
+        if (smcf->fields == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    field = smcf->fields->elts;
+
+    for (i = 0; i < smcf->fields->nelts; i++) {
+        if (field[i].name.len == value[1].len
+            && ngx_strncmp(field[i].name.data, value[1].data, value[1].len)
+               == 0)
+        {
+            return "names a field twice";
+        }
+    }
+
+    if (smcf->fields->nelts == NGX_HTTP_SHORTLINK_CLICK_FIELDS_MAX) {
+        return "is given too often";
+    }
+
+    field = ngx_array_push(smcf->fields);
+    if (field == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    field->name = value[1];
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[2];
+    ccv.complex_value = &field->value;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* JSON punctuation around the name and value, escaped for an array */
+    smcf->fields_overhead += field->name.len + 16;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid field name \"%V\": 1-64 of [A-Za-z0-9_]",
+                       &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* shortlink_visitor_cookie name [max_age] | off; */
+
+static char *
+ngx_http_shortlink_visitor_cookie(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_shortlink_loc_conf_t  *slcf = conf;
+
+    time_t      age;
+    ngx_str_t  *value;
+    ngx_uint_t  i;
+
+    if (slcf->cookie_max_age != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        ngx_str_null(&slcf->cookie_name);
+        slcf->cookie_max_age = 0;
+        return NGX_CONF_OK;
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        if (!ngx_http_shortlink_name_char(value[1].data[i])
+            && value[1].data[i] != '-')
+        {
+            break;
+        }
+    }
+
+    if (value[1].len == 0 || i < value[1].len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid cookie name \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    age = 365 * 24 * 60 * 60;
+
+    if (cf->args->nelts == 3) {
+        age = ngx_parse_time(&value[2], 1);
+        if (age == (time_t) NGX_ERROR || age == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid cookie max age \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    slcf->cookie_name = value[1];
+    slcf->cookie_max_age = age;
+
+    return NGX_CONF_OK;
+}
+
+
+/* [A-Za-z0-9_] */
+
+static ngx_uint_t
+ngx_http_shortlink_name_char(u_char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c >= '0' && c <= '9') || c == '_';
 }
 
 
@@ -772,7 +1160,16 @@ ngx_http_shortlink_init_process(ngx_cycle_t *cycle)
         }
     }
 
+    ngx_http_shortlink_ids_init(&worker->ids, cycle->log);
+
     smcf->worker = worker;
+
+    if (smcf->queue) {
+        worker->flush = ngx_http_shortlink_flush_create(cycle, smcf);
+        if (worker->flush == NULL) {
+            return NGX_ERROR;
+        }
+    }
 
     /* caches and the filter are kept true by PostgreSQL's notifications */
 
@@ -830,6 +1227,11 @@ ngx_http_shortlink_exit_process(ngx_cycle_t *cycle)
     /* requests first, then the backends their lookups were waiting on */
 
     ngx_http_shortlink_lookup_destroy(worker);
+
+    if (worker->flush) {
+        ngx_http_shortlink_flush_destroy(worker->flush);
+    }
+
     ngx_http_shortlink_pg_pool_destroy(worker->pg);
 
     if (worker->redis) {

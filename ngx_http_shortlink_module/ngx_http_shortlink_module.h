@@ -20,6 +20,8 @@
 #include "ngx_http_shortlink_pg.h"
 #include "ngx_http_shortlink_redis.h"
 #include "ngx_http_shortlink_bloom.h"
+#include "ngx_http_shortlink_click.h"
+#include "ngx_http_shortlink_flush.h"
 
 
 /* the channel sql/002_notify.sql notifies on every change of a link */
@@ -36,6 +38,8 @@ typedef struct {
     ngx_http_shortlink_bloom_t       *bloom;       /* NULL: no filter */
     ngx_rbtree_t                      lookups;     /* in flight, by code */
     ngx_rbtree_node_t                 sentinel;
+    ngx_http_shortlink_ids_t          ids;
+    ngx_http_shortlink_flush_t       *flush;       /* NULL: no queue */
 } ngx_http_shortlink_worker_t;
 
 
@@ -46,6 +50,10 @@ typedef struct {
     ngx_http_shortlink_redis_conf_t   redis;       /* host.len 0: no L2 */
     time_t                            redis_ttl;
     ngx_http_shortlink_bloom_conf_t   bloom;
+    ngx_shm_zone_t                   *queue;       /* NULL: no clicks */
+    ngx_http_shortlink_flush_conf_t   flush;
+    ngx_array_t                      *fields;      /* click_field_t */
+    size_t                            fields_overhead;
     ngx_flag_t                        used;        /* a location has it */
     ngx_http_shortlink_worker_t      *worker;
 } ngx_http_shortlink_main_conf_t;
@@ -54,6 +62,13 @@ typedef struct {
 typedef struct {
     ngx_flag_t                        enable;
     ngx_http_complex_value_t         *code;        /* NULL: last segment */
+    ngx_str_t                         cookie_name; /* empty: no cookie */
+    time_t                            cookie_max_age;
+    ngx_int_t                         cookie_index;
+    ngx_uint_t                        click_ip;
+    ngx_flag_t                        respect_dnt;
+    ngx_int_t                         dnt_index;
+    ngx_int_t                         gpc_index;
 } ngx_http_shortlink_loc_conf_t;
 
 
@@ -82,6 +97,10 @@ ngx_int_t ngx_http_shortlink_lookup(ngx_http_request_t *r,
 void ngx_http_shortlink_lookup_invalidate(ngx_http_shortlink_main_conf_t *smcf,
     ngx_str_t *code);
 void ngx_http_shortlink_lookup_destroy(ngx_http_shortlink_worker_t *worker);
+
+ngx_http_shortlink_flush_t *ngx_http_shortlink_flush_create(ngx_cycle_t *cycle,
+    ngx_http_shortlink_main_conf_t *smcf);
+void ngx_http_shortlink_flush_destroy(ngx_http_shortlink_flush_t *f);
 
 
 extern ngx_module_t  ngx_http_shortlink_module;

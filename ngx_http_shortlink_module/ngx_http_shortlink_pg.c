@@ -38,6 +38,9 @@
 
 #define NGX_HTTP_SHORTLINK_PG_BACKOFF_MIN  100
 
+#define NGX_HTTP_SHORTLINK_PG_DECLINED                                        \
+    ((ngx_http_shortlink_pg_query_t *) -1)
+
 
 typedef struct {
     ngx_http_shortlink_pg_pool_t     *pool;
@@ -99,6 +102,9 @@ static ngx_msec_t ngx_http_shortlink_pg_delay(ngx_uint_t failures,
 static void ngx_http_shortlink_pg_listen_retry(ngx_event_t *ev);
 static ngx_http_shortlink_pg_query_t *ngx_http_shortlink_pg_query_alloc(
     ngx_http_shortlink_pg_pool_t *pool, size_t extra, ngx_msec_t timeout);
+static ngx_http_shortlink_pg_query_t *ngx_http_shortlink_pg_query_params(
+    ngx_http_shortlink_pg_pool_t *pool, ngx_uint_t nparams,
+    ngx_str_t *params, ngx_msec_t timeout);
 static void ngx_http_shortlink_pg_fail_waiting(
     ngx_http_shortlink_pg_pool_t *pool);
 
@@ -118,7 +124,8 @@ static void ngx_http_shortlink_pg_listener_closed(
 static void ngx_http_shortlink_pg_notifies(ngx_http_shortlink_pg_conn_t *pgc);
 
 static ngx_int_t ngx_http_shortlink_pg_wrap(ngx_http_shortlink_pg_conn_t *pgc);
-static void ngx_http_shortlink_pg_unwrap(ngx_http_shortlink_pg_conn_t *pgc);
+static void ngx_http_shortlink_pg_unwrap(ngx_http_shortlink_pg_conn_t *pgc,
+    ngx_uint_t closed);
 static ngx_int_t ngx_http_shortlink_pg_events(
     ngx_http_shortlink_pg_conn_t *pgc, ngx_uint_t rd, ngx_uint_t wr);
 static ngx_int_t ngx_http_shortlink_pg_flush(
@@ -143,6 +150,7 @@ ngx_http_shortlink_pg_pool_t *
 ngx_http_shortlink_pg_pool_create(ngx_cycle_t *cycle,
     ngx_http_shortlink_pg_conf_t *conf)
 {
+    size_t                         size;
     ngx_uint_t                     i;
     ngx_http_shortlink_pg_conn_t  *pgc;
     ngx_http_shortlink_pg_pool_t  *pool;
@@ -152,8 +160,9 @@ ngx_http_shortlink_pg_pool_create(ngx_cycle_t *cycle,
         return NULL;
     }
 
-    pool->conns = ngx_pcalloc(cycle->pool,
-                              conf->size * sizeof(ngx_http_shortlink_pg_conn_t));
+    size = conf->size * sizeof(ngx_http_shortlink_pg_conn_t);
+
+    pool->conns = ngx_pcalloc(cycle->pool, size);
     if (pool->conns == NULL) {
         return NULL;
     }
@@ -244,19 +253,70 @@ ngx_http_shortlink_pg_query(ngx_http_shortlink_pg_pool_t *pool,
     ngx_http_shortlink_pg_handler_pt handler, void *data,
     ngx_http_shortlink_pg_query_t **qp)
 {
+    ngx_http_shortlink_pg_query_t  *q;
+
+    q = ngx_http_shortlink_pg_query_params(pool, nparams, params,
+                                           pool->conf->query_timeout);
+    if (q == NULL || q == NGX_HTTP_SHORTLINK_PG_DECLINED) {
+        return q ? NGX_DECLINED : NGX_ERROR;
+    }
+
+    q->stmt = stmt;
+    q->handler = handler;
+    q->data = data;
+
+    *qp = q;
+
+    return NGX_OK;
+}
+
+
+/* plain SQL with text parameters, e.g. the click flush */
+
+ngx_int_t
+ngx_http_shortlink_pg_exec(ngx_http_shortlink_pg_pool_t *pool,
+    const char *sql, ngx_uint_t nparams, ngx_str_t *params,
+    ngx_msec_t timeout, ngx_http_shortlink_pg_handler_pt handler,
+    void *data)
+{
+    ngx_http_shortlink_pg_query_t  *q;
+
+    q = ngx_http_shortlink_pg_query_params(pool, nparams, params, timeout);
+    if (q == NULL || q == NGX_HTTP_SHORTLINK_PG_DECLINED) {
+        return q ? NGX_DECLINED : NGX_ERROR;
+    }
+
+    q->sql = sql;
+    q->handler = handler;
+    q->data = data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A queued query with its parameters copied (NUL-terminated, as libpq
+ * wants them); NGX_HTTP_SHORTLINK_PG_DECLINED while PostgreSQL is known to
+ * be down.
+ */
+
+static ngx_http_shortlink_pg_query_t *
+ngx_http_shortlink_pg_query_params(ngx_http_shortlink_pg_pool_t *pool,
+    ngx_uint_t nparams, ngx_str_t *params, ngx_msec_t timeout)
+{
     u_char                         *p;
     size_t                          len;
     ngx_uint_t                      i;
     ngx_http_shortlink_pg_query_t  *q;
 
     if (nparams > NGX_HTTP_SHORTLINK_PG_MAX_PARAMS) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     if (!ngx_http_shortlink_pg_alive(pool)
         && ngx_http_shortlink_pg_in_backoff(pool))
     {
-        return NGX_DECLINED;
+        return NGX_HTTP_SHORTLINK_PG_DECLINED;
     }
 
     len = 0;
@@ -265,10 +325,9 @@ ngx_http_shortlink_pg_query(ngx_http_shortlink_pg_pool_t *pool,
         len += params[i].len + 1;
     }
 
-    q = ngx_http_shortlink_pg_query_alloc(pool, len,
-                                          pool->conf->query_timeout);
+    q = ngx_http_shortlink_pg_query_alloc(pool, len, timeout);
     if (q == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     p = (u_char *) (q + 1);
@@ -279,14 +338,9 @@ ngx_http_shortlink_pg_query(ngx_http_shortlink_pg_pool_t *pool,
         *p++ = '\0';
     }
 
-    q->stmt = stmt;
     q->nparams = (int) nparams;
-    q->handler = handler;
-    q->data = data;
 
-    *qp = q;
-
-    return NGX_OK;
+    return q;
 }
 
 
@@ -302,21 +356,18 @@ ngx_http_shortlink_pg_stream(ngx_http_shortlink_pg_pool_t *pool,
 {
     ngx_http_shortlink_pg_query_t  *q;
 
-    if (!ngx_http_shortlink_pg_alive(pool)
-        && ngx_http_shortlink_pg_in_backoff(pool))
-    {
-        return NGX_DECLINED;
-    }
-
-    q = ngx_http_shortlink_pg_query_alloc(pool, 0, timeout);
-    if (q == NULL) {
-        return NGX_ERROR;
+    q = ngx_http_shortlink_pg_query_params(pool, 0, NULL, timeout);
+    if (q == NULL || q == NGX_HTTP_SHORTLINK_PG_DECLINED) {
+        return q ? NGX_DECLINED : NGX_ERROR;
     }
 
     q->sql = sql;
     q->row = row;
     q->handler = handler;
     q->data = data;
+
+    /* a long background read must not hold up a worker's exit */
+    q->timer.cancelable = 1;
 
     return NGX_OK;
 }
@@ -424,13 +475,19 @@ ngx_http_shortlink_pg_retry_after(ngx_http_shortlink_pg_pool_t *pool)
 }
 
 
-/* configuration time: refuse a conninfo libpq cannot parse */
+/*
+ * Configuration time: refuse a conninfo libpq cannot parse, and one that
+ * would make libpq resolve a host name (getaddrinfo() blocks the worker,
+ * on every connect and reconnect).
+ */
 
 char *
 ngx_http_shortlink_pg_check_conninfo(ngx_conf_t *cf, ngx_str_t *ci)
 {
     char              *err;
-    ngx_uint_t         named_host, hostaddr;
+    u_char            *p, *last, *comma;
+    ngx_str_t          host;
+    ngx_addr_t         addr;
     PQconninfoOption  *opts, *o;
 
     err = NULL;
@@ -449,8 +506,7 @@ ngx_http_shortlink_pg_check_conninfo(ngx_conf_t *cf, ngx_str_t *ci)
         return NGX_CONF_ERROR;
     }
 
-    named_host = 0;
-    hostaddr = 0;
+    ngx_str_null(&host);
 
     for (o = opts; o->keyword; o++) {
         if (o->val == NULL || o->val[0] == '\0') {
@@ -458,25 +514,58 @@ ngx_http_shortlink_pg_check_conninfo(ngx_conf_t *cf, ngx_str_t *ci)
         }
 
         if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
-            hostaddr = 1;
+            /* addresses given: host names are only used for checks */
+            ngx_str_null(&host);
+            break;
+        }
 
-        } else if (ngx_strcmp(o->keyword, "host") == 0
-                   && o->val[0] != '/'
-                   && ngx_inet_addr((u_char *) o->val, ngx_strlen(o->val))
-                      == INADDR_NONE
-                   && ngx_strchr(o->val, ':') == NULL)
-        {
-            named_host = 1;
+        if (ngx_strcmp(o->keyword, "service") == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "PostgreSQL conninfo \"%V\": \"service\" is "
+                               "not supported, name the host and database",
+                               ci);
+            PQconninfoFree(opts);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_strcmp(o->keyword, "host") == 0) {
+            host.data = ngx_pstrdup(cf->pool,
+                                    &(ngx_str_t) { ngx_strlen(o->val),
+                                                   (u_char *) o->val });
+            if (host.data == NULL) {
+                PQconninfoFree(opts);
+                return NGX_CONF_ERROR;
+            }
+
+            host.len = ngx_strlen(o->val);
         }
     }
 
     PQconninfoFree(opts);
 
-    if (named_host && !hostaddr) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "PostgreSQL conninfo \"%V\" names a host: libpq "
-                           "resolves host names synchronously, which blocks "
-                           "the worker; use an address or add hostaddr=", ci);
+    /* host=a,b,c: each an address or a Unix socket directory */
+
+    p = host.data;
+    last = host.data + host.len;
+
+    while (p < last) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        if (comma > p && *p != '/' && *p != '@'
+            && ngx_parse_addr(cf->pool, &addr, p, comma - p) != NGX_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "PostgreSQL conninfo \"%V\" names host "
+                               "\"%*s\": libpq would resolve it blocking the "
+                               "worker; use an address, or add hostaddr=",
+                               ci, (size_t) (comma - p), p);
+            return NGX_CONF_ERROR;
+        }
+
+        p = comma + 1;
     }
 
     return NGX_CONF_OK;
@@ -545,7 +634,9 @@ ngx_http_shortlink_pg_dispatch(ngx_http_shortlink_pg_pool_t *pool)
 
     /* queries wait and no connection is idle: grow the pool by one */
 
-    if (connecting == 0 && free && !ngx_http_shortlink_pg_in_backoff(pool)) {
+    if (connecting == 0 && free && !ngx_http_shortlink_pg_in_backoff(pool)
+        && !ngx_exiting)
+    {
         ngx_http_shortlink_pg_connect(free);
     }
 
@@ -696,22 +787,24 @@ ngx_http_shortlink_pg_connect_poll(ngx_http_shortlink_pg_conn_t *pgc)
     const char                 *msg;
     PostgresPollingStatusType   status;
 
+    /*
+     * libpq may close the socket and open another one inside
+     * PQconnectPoll() (next host, SSL or GSS fallback), often under the
+     * same fd number, which epoll would then silently forget.  So while
+     * connecting, nothing stays registered across a poll: the events are
+     * removed while the fd is surely still open, and the socket libpq
+     * has afterwards is registered anew.
+     */
+
+    ngx_http_shortlink_pg_unwrap(pgc, 0);
+
     status = PQconnectPoll(pgc->conn);
 
-    /* libpq may move to another socket (next host, SSL fallback) */
-
     if (status != PGRES_POLLING_FAILED
-        && PQsocket(pgc->conn) != pgc->c->fd)
+        && ngx_http_shortlink_pg_wrap(pgc) != NGX_OK)
     {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pgc->pool->log, 0,
-                       "shortlink pg: socket changed while connecting");
-
-        ngx_http_shortlink_pg_unwrap(pgc);
-
-        if (ngx_http_shortlink_pg_wrap(pgc) != NGX_OK) {
-            ngx_http_shortlink_pg_close(pgc, 1);
-            return;
-        }
+        ngx_http_shortlink_pg_close(pgc, 1);
+        return;
     }
 
     switch (status) {
@@ -808,8 +901,8 @@ ngx_http_shortlink_pg_send(ngx_http_shortlink_pg_conn_t *pgc,
     q->pgc = pgc;
 
     if (q->sql) {
-        sent = PQsendQueryParams(pgc->conn, q->sql, 0, NULL, NULL, NULL,
-                                 NULL, 0)
+        sent = PQsendQueryParams(pgc->conn, q->sql, q->nparams, NULL,
+                                 q->values, NULL, NULL, 0)
                && (q->row == NULL || PQsetSingleRowMode(pgc->conn));
 
     } else {
@@ -922,6 +1015,9 @@ ngx_http_shortlink_pg_done(ngx_http_shortlink_pg_conn_t *pgc)
             }
 
             pool->listen_state(pool->listen_data, 1);
+
+            /* notifications that came with LISTEN's own reply */
+            ngx_http_shortlink_pg_notifies(pgc);
             return;
         }
 
@@ -983,7 +1079,7 @@ ngx_http_shortlink_pg_close(ngx_http_shortlink_pg_conn_t *pgc,
         pgc->conn = NULL;
     }
 
-    ngx_http_shortlink_pg_unwrap(pgc);
+    ngx_http_shortlink_pg_unwrap(pgc, 1);
 
     if (pgc->listener) {
         pgc->state = NGX_HTTP_SHORTLINK_PG_FREE;
@@ -1060,11 +1156,17 @@ ngx_http_shortlink_pg_wrap(ngx_http_shortlink_pg_conn_t *pgc)
 }
 
 
-/* the socket itself is libpq's: it is closed (or was) by libpq */
+/*
+ * The socket itself is libpq's.  closed: libpq closed it already (epoll
+ * forgot it with the fd); otherwise it is still open and its events are
+ * removed for real.
+ */
 
 static void
-ngx_http_shortlink_pg_unwrap(ngx_http_shortlink_pg_conn_t *pgc)
+ngx_http_shortlink_pg_unwrap(ngx_http_shortlink_pg_conn_t *pgc,
+    ngx_uint_t closed)
 {
+    ngx_uint_t         flags;
     ngx_connection_t  *c;
 
     c = pgc->c;
@@ -1081,12 +1183,14 @@ ngx_http_shortlink_pg_unwrap(ngx_http_shortlink_pg_conn_t *pgc)
         ngx_delete_posted_event(c->write);
     }
 
+    flags = closed ? NGX_CLOSE_EVENT : 0;
+
     if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+        ngx_del_event(c->read, NGX_READ_EVENT, flags);
     }
 
     if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+        ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
     }
 
     c->read->closed = 1;
@@ -1275,7 +1379,8 @@ ngx_http_shortlink_pg_query_timeout(ngx_event_t *ev)
                   "shortlink: PostgreSQL query timed out after %M ms",
                   q->pool->conf->query_timeout);
 
-    ngx_http_shortlink_pg_close(q->pgc, 1);
+    /* a slow query is no outage: no backoff, the next request may retry */
+    ngx_http_shortlink_pg_close(q->pgc, 0);
 }
 
 

@@ -17,7 +17,7 @@
 #include <libpq-fe.h>
 
 
-#define NGX_HTTP_SHORTLINK_PG_MAX_PARAMS  4
+#define NGX_HTTP_SHORTLINK_PG_MAX_PARAMS  8
 
 /* prepared on every connection: $1 = code */
 #define NGX_HTTP_SHORTLINK_PG_LOOKUP      "shortlink_lookup"
@@ -62,6 +62,10 @@ ngx_int_t ngx_http_shortlink_pg_query(ngx_http_shortlink_pg_pool_t *pool,
     const char *stmt, ngx_uint_t nparams, ngx_str_t *params,
     ngx_http_shortlink_pg_handler_pt handler, void *data,
     ngx_http_shortlink_pg_query_t **qp);
+ngx_int_t ngx_http_shortlink_pg_exec(ngx_http_shortlink_pg_pool_t *pool,
+    const char *sql, ngx_uint_t nparams, ngx_str_t *params,
+    ngx_msec_t timeout, ngx_http_shortlink_pg_handler_pt handler,
+    void *data);
 ngx_int_t ngx_http_shortlink_pg_stream(ngx_http_shortlink_pg_pool_t *pool,
     const char *sql, ngx_msec_t timeout, ngx_http_shortlink_pg_row_pt row,
     ngx_http_shortlink_pg_handler_pt handler, void *data);

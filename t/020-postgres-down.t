@@ -14,6 +14,13 @@ use ShortlinkTest;
 our $silent = silent_listener();
 $ENV{TEST_NGINX_SILENT_PORT} = $silent->sockport;
 
+# a port nothing listens on: connections are refused at once
+{
+    my $closed = silent_listener();
+    $ENV{TEST_NGINX_CLOSED_PORT} = $closed->sockport;
+    close $closed;
+}
+
 sql(q{
     DELETE FROM shortlink.links WHERE code = 'up';
     INSERT INTO shortlink.links (code, url) VALUES ('up', 'https://example.com/up');
@@ -106,3 +113,21 @@ Retry-After: \d+
 PostgreSQL connect timed out after 300 ms
 --- no_error_log
 [alert]
+
+
+
+=== TEST 6: several hosts, the first one dead: libpq moves to the next
+(a new socket, often under the same fd number, must be watched anew)
+--- http_config
+    shortlink_postgres "host=127.0.0.1,127.0.0.1 port=$TEST_NGINX_CLOSED_PORT,$TEST_NGINX_PG_PORT dbname=shortlink user=shortlink";
+--- config
+    location / { shortlink; }
+--- request
+GET /up
+--- error_code: 302
+--- response_headers
+Location: https://example.com/up
+--- timeout: 5
+--- no_error_log
+[alert]
+[error]

@@ -1,0 +1,448 @@
+
+/*
+ * Copyright (C) ngx_http_shortlink_module authors
+ *
+ * Recording a click on the redirect path: the visitor cookie, privacy
+ * (Do Not Track / Global Privacy Control, IP anonymisation), header values
+ * cut to their limits and cleaned to valid UTF-8 without control
+ * characters, the admin's extra fields, and the push into the click queue.
+ *
+ * The record is built on the stack and copied into shared memory: nothing
+ * here allocates from the request pool for the queue, does I/O, or waits.
+ * A full queue only costs the click (counted as dropped), never the
+ * redirect.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_shortlink_module.h"
+#include "ngx_http_shortlink_code.h"
+#include "ngx_http_shortlink_click.h"
+#include "ngx_http_shortlink_queue.h"
+
+
+#define NGX_HTTP_SHORTLINK_CLICK_MAX                                          \
+    (sizeof(ngx_http_shortlink_click_t) + NGX_HTTP_SHORTLINK_CODE_MAX_LEN    \
+     + NGX_INET6_ADDRSTRLEN + NGX_HTTP_SHORTLINK_VISITOR_LEN                 \
+     + NGX_HTTP_SHORTLINK_CLICK_UA_MAX + NGX_HTTP_SHORTLINK_CLICK_REFERER_MAX \
+     + NGX_HTTP_SHORTLINK_CLICK_FIELDS_MAX                                   \
+       * (2 + NGX_HTTP_SHORTLINK_CLICK_FIELD_MAX))
+
+static ngx_uint_t ngx_http_shortlink_click_private(ngx_http_request_t *r,
+    ngx_http_shortlink_loc_conf_t *slcf);
+static ngx_int_t ngx_http_shortlink_click_visitor(ngx_http_request_t *r,
+    ngx_http_shortlink_loc_conf_t *slcf, u_char *id);
+static size_t ngx_http_shortlink_click_ip(ngx_http_request_t *r,
+    ngx_uint_t mode, u_char *text);
+static size_t ngx_http_shortlink_click_clean(u_char *dst, u_char *src,
+    size_t len, size_t max);
+static uint64_t ngx_http_shortlink_ids_random(ngx_http_shortlink_ids_t *ids);
+
+
+static u_char  ngx_http_shortlink_hex[] = "0123456789abcdef";
+
+
+/* seeded once per worker from the kernel's random pool */
+
+void
+ngx_http_shortlink_ids_init(ngx_http_shortlink_ids_t *ids, ngx_log_t *log)
+{
+    ssize_t   n;
+    ngx_fd_t  fd;
+    u_char    seed[24];
+
+    n = -1;
+    fd = ngx_open_file("/dev/urandom", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd != NGX_INVALID_FILE) {
+        n = read(fd, seed, sizeof(seed));
+        ngx_close_file(fd);
+    }
+
+    if (n != (ssize_t) sizeof(seed)) {
+        ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                      "shortlink: no /dev/urandom, ids seeded from time");
+        *(uint64_t *) seed = (uint64_t) ngx_random() << 32 ^ ngx_pid;
+        *(uint64_t *) (seed + 8) = (uint64_t) ngx_time() << 20
+                                   ^ (uint64_t) ngx_random();
+        *(uint64_t *) (seed + 16) = ngx_current_msec ^ (uint64_t) ngx_random();
+    }
+
+    ngx_memcpy(ids->prefix, seed, 8);
+    ids->state[0] = *(uint64_t *) (seed + 8) | 1;
+    ids->state[1] = *(uint64_t *) (seed + 16);
+    ids->seq = 0;
+}
+
+
+/*
+ * Called for every redirect before its header is sent (it may add the
+ * visitor cookie).  NGX_ERROR only for an allocation failure.
+ */
+
+ngx_int_t
+ngx_http_shortlink_click_record(ngx_http_request_t *r, ngx_str_t *code)
+{
+    u_char                            *p, *ip, *visitor;
+    size_t                             len, ip_len, visitor_len;
+    ngx_str_t                          value;
+    ngx_uint_t                         i, private;
+    ngx_time_t                        *tp;
+    ngx_http_shortlink_click_t        *click;
+    ngx_http_shortlink_ids_t          *ids;
+    ngx_http_shortlink_loc_conf_t     *slcf;
+    ngx_http_shortlink_main_conf_t    *smcf;
+    ngx_http_shortlink_click_field_t  *field;
+    u_char                             rec[NGX_HTTP_SHORTLINK_CLICK_MAX]
+                                           __attribute__((aligned(8)));
+    u_char                             vid[NGX_HTTP_SHORTLINK_VISITOR_LEN];
+    u_char                             addr[NGX_INET6_ADDRSTRLEN];
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_shortlink_module);
+
+    /* HEAD is no visit; subrequests are not either */
+
+    if (smcf->queue == NULL || r->method != NGX_HTTP_GET || r != r->main) {
+        return NGX_OK;
+    }
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_shortlink_module);
+    ids = &smcf->worker->ids;
+
+    private = ngx_http_shortlink_click_private(r, slcf);
+
+    visitor = NULL;
+    visitor_len = 0;
+    ip_len = 0;
+
+    if (!private) {
+        if (slcf->cookie_name.len) {
+            if (ngx_http_shortlink_click_visitor(r, slcf, vid) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            visitor = vid;
+            visitor_len = NGX_HTTP_SHORTLINK_VISITOR_LEN;
+        }
+
+        ip_len = ngx_http_shortlink_click_ip(r, slcf->click_ip, addr);
+    }
+
+    ip = addr;
+
+    click = (ngx_http_shortlink_click_t *) rec;
+
+    ngx_memcpy(click->event_id, ids->prefix, 8);
+    ids->seq++;
+    ngx_memcpy(click->event_id + 8, &ids->seq, 8);
+
+    tp = ngx_timeofday();
+    click->msec = (int64_t) tp->sec * 1000 + tp->msec;
+
+    /* the code was validated: at most NGX_HTTP_SHORTLINK_CODE_MAX_LEN */
+    click->code_len = (u_char) code->len;
+    click->ip_len = (u_char) ip_len;
+    click->visitor_len = (u_char) visitor_len;
+
+    p = rec + sizeof(ngx_http_shortlink_click_t);
+    p = ngx_cpymem(p, code->data, click->code_len);
+    p = ngx_cpymem(p, ip, ip_len);
+    p = ngx_cpymem(p, visitor, visitor_len);
+
+    len = 0;
+    if (r->headers_in.user_agent) {
+        len = ngx_http_shortlink_click_clean(p,
+                                      r->headers_in.user_agent->value.data,
+                                      r->headers_in.user_agent->value.len,
+                                      NGX_HTTP_SHORTLINK_CLICK_UA_MAX);
+    }
+
+    click->ua_len = (uint16_t) len;
+    p += len;
+
+    len = 0;
+    if (r->headers_in.referer) {
+        len = ngx_http_shortlink_click_clean(p,
+                                      r->headers_in.referer->value.data,
+                                      r->headers_in.referer->value.len,
+                                      NGX_HTTP_SHORTLINK_CLICK_REFERER_MAX);
+    }
+
+    click->referer_len = (uint16_t) len;
+    p += len;
+
+    click->nfields = 0;
+
+    if (smcf->fields) {
+        field = smcf->fields->elts;
+
+        for (i = 0; i < smcf->fields->nelts; i++) {
+            if (ngx_http_complex_value(r, &field[i].value, &value)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            len = ngx_http_shortlink_click_clean(p + 2, value.data, value.len,
+                                         NGX_HTTP_SHORTLINK_CLICK_FIELD_MAX);
+            *(uint16_t *) p = (uint16_t) len;
+            p += 2 + len;
+            click->nfields++;
+        }
+    }
+
+    /* a full queue drops the click, counts it and logs it; never the visit */
+
+    (void) ngx_http_shortlink_queue_push(smcf->queue, rec, p - rec);
+
+    return NGX_OK;
+}
+
+
+/* DNT: 1 or Sec-GPC: 1, when honoured: no visitor id, no IP */
+
+static ngx_uint_t
+ngx_http_shortlink_click_private(ngx_http_request_t *r,
+    ngx_http_shortlink_loc_conf_t *slcf)
+{
+    ngx_http_variable_value_t  *v;
+
+    if (!slcf->respect_dnt) {
+        return 0;
+    }
+
+    v = ngx_http_get_indexed_variable(r, slcf->dnt_index);
+    if (v && !v->not_found && v->len == 1 && v->data[0] == '1') {
+        return 1;
+    }
+
+    v = ngx_http_get_indexed_variable(r, slcf->gpc_index);
+    if (v && !v->not_found && v->len == 1 && v->data[0] == '1') {
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * The visitor id: the cookie's value when it is one of ours, otherwise a
+ * new random one, sent back with the redirect.
+ */
+
+static ngx_int_t
+ngx_http_shortlink_click_visitor(ngx_http_request_t *r,
+    ngx_http_shortlink_loc_conf_t *slcf, u_char *id)
+{
+    u_char                          *p;
+    size_t                           len;
+    uint64_t                         n;
+    ngx_uint_t                       i;
+    ngx_table_elt_t                 *h;
+    ngx_http_variable_value_t       *v;
+    ngx_http_shortlink_main_conf_t  *smcf;
+
+    v = ngx_http_get_indexed_variable(r, slcf->cookie_index);
+
+    if (v && !v->not_found && v->len == NGX_HTTP_SHORTLINK_VISITOR_LEN) {
+        for (i = 0; i < v->len; i++) {
+            if (!((v->data[i] >= '0' && v->data[i] <= '9')
+                  || (v->data[i] >= 'a' && v->data[i] <= 'f')))
+            {
+                break;
+            }
+        }
+
+        if (i == v->len) {
+            ngx_memcpy(id, v->data, NGX_HTTP_SHORTLINK_VISITOR_LEN);
+            return NGX_OK;
+        }
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_shortlink_module);
+
+    for (i = 0; i < NGX_HTTP_SHORTLINK_VISITOR_LEN; i += 16) {
+        n = ngx_http_shortlink_ids_random(&smcf->worker->ids);
+
+        for (len = 0; len < 16; len++) {
+            id[i + len] = ngx_http_shortlink_hex[n & 0xf];
+            n >>= 4;
+        }
+    }
+
+    len = slcf->cookie_name.len + 1 + NGX_HTTP_SHORTLINK_VISITOR_LEN
+          + sizeof("; Max-Age=") - 1 + NGX_TIME_T_LEN
+          + sizeof("; Path=/; HttpOnly; SameSite=Lax; Secure") - 1;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Set-Cookie");
+    h->value.data = p;
+
+    p = ngx_sprintf(p, "%V=%*s; Max-Age=%T; Path=/; HttpOnly; SameSite=Lax",
+                    &slcf->cookie_name, (size_t) NGX_HTTP_SHORTLINK_VISITOR_LEN,
+                    id, slcf->cookie_max_age);
+
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) {
+        p = ngx_cpymem(p, "; Secure", sizeof("; Secure") - 1);
+    }
+#endif
+
+    h->value.len = p - h->value.data;
+
+    return NGX_OK;
+}
+
+
+/* the client address as text: whole, cut to its network, or nothing */
+
+static size_t
+ngx_http_shortlink_click_ip(ngx_http_request_t *r, ngx_uint_t mode,
+    u_char *text)
+{
+    u_char                addr[16];
+    struct sockaddr      *sa;
+    struct sockaddr_in   *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6  *sin6;
+#endif
+
+    if (mode == NGX_HTTP_SHORTLINK_CLICK_IP_OFF) {
+        return 0;
+    }
+
+    sa = r->connection->sockaddr;
+
+    switch (sa->sa_family) {
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) sa;
+        ngx_memcpy(addr, &sin->sin_addr, 4);
+
+        if (mode == NGX_HTTP_SHORTLINK_CLICK_IP_ANONYMIZE) {
+            addr[3] = 0;                               /* /24 */
+        }
+
+        return ngx_inet_ntop(AF_INET, addr, text, NGX_INET6_ADDRSTRLEN);
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) sa;
+        ngx_memcpy(addr, &sin6->sin6_addr, 16);
+
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            if (mode == NGX_HTTP_SHORTLINK_CLICK_IP_ANONYMIZE) {
+                addr[15] = 0;
+            }
+
+            return ngx_inet_ntop(AF_INET, addr + 12, text,
+                                 NGX_INET6_ADDRSTRLEN);
+        }
+
+        if (mode == NGX_HTTP_SHORTLINK_CLICK_IP_ANONYMIZE) {
+            ngx_memzero(addr + 6, 10);                 /* /48 */
+        }
+
+        return ngx_inet_ntop(AF_INET6, addr, text, NGX_INET6_ADDRSTRLEN);
+#endif
+
+    default: /* unix socket */
+        return 0;
+    }
+}
+
+
+/*
+ * At most max bytes of src, as valid UTF-8 without control characters:
+ * anything else becomes '?', and a character is never cut in two.  A
+ * header is the client's to fill; PostgreSQL must never refuse a batch
+ * because of one.
+ */
+
+static size_t
+ngx_http_shortlink_click_clean(u_char *dst, u_char *src, size_t len,
+    size_t max)
+{
+    u_char    *p, *last, *start, *d;
+    uint32_t   ch;
+
+    d = dst;
+    p = src;
+    last = src + len;
+
+    while (p < last) {
+        start = p;
+
+        if (*p < 0x80) {
+            if ((size_t) (d - dst) + 1 > max) {
+                break;
+            }
+
+            *d++ = (*p < 0x20 || *p == 0x7f) ? '?' : *p;
+            p++;
+            continue;
+        }
+
+        ch = ngx_utf8_decode(&p, last - p);
+
+        if (ch > 0x10ffff || (ch >= 0xd800 && ch <= 0xdfff)) {
+            /* invalid: one '?' for the byte, go on after it */
+            if ((size_t) (d - dst) + 1 > max) {
+                break;
+            }
+
+            *d++ = '?';
+            p = start + 1;
+            continue;
+        }
+
+        if (ch < 0xa0) {
+            /* C1 control characters */
+            if ((size_t) (d - dst) + 1 > max) {
+                break;
+            }
+
+            *d++ = '?';
+            continue;
+        }
+
+        if ((size_t) (d - dst) + (p - start) > max) {
+            break;
+        }
+
+        d = ngx_cpymem(d, start, p - start);
+    }
+
+    return d - dst;
+}
+
+
+/* xorshift128+: fast, and seeded per worker; ids need no secrecy */
+
+static uint64_t
+ngx_http_shortlink_ids_random(ngx_http_shortlink_ids_t *ids)
+{
+    uint64_t  s1, s0;
+
+    s1 = ids->state[0];
+    s0 = ids->state[1];
+
+    ids->state[0] = s0;
+    s1 ^= s1 << 23;
+    ids->state[1] = s1 ^ s0 ^ (s1 >> 18) ^ (s0 >> 5);
+
+    return ids->state[1] + s0;
+}

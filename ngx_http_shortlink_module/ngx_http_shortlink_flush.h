@@ -1,0 +1,28 @@
+
+/*
+ * Copyright (C) ngx_http_shortlink_module authors
+ *
+ * The click flusher: a timer in every worker, one flush at a time across
+ * workers, batches written to PostgreSQL.
+ */
+
+
+#ifndef _NGX_HTTP_SHORTLINK_FLUSH_H_INCLUDED_
+#define _NGX_HTTP_SHORTLINK_FLUSH_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+typedef struct ngx_http_shortlink_flush_s  ngx_http_shortlink_flush_t;
+
+
+typedef struct {
+    ngx_msec_t                    interval;
+    ngx_uint_t                    batch;
+    ngx_msec_t                    timeout;
+} ngx_http_shortlink_flush_conf_t;
+
+
+#endif /* _NGX_HTTP_SHORTLINK_FLUSH_H_INCLUDED_ */
