@@ -349,8 +349,9 @@ ngx_http_shortlink_flush_next(ngx_http_shortlink_flush_t *f,
 
 
 /*
- * The batch as eight PostgreSQL array literals, one per column of
- * shortlink.record_clicks().  All eight live in one allocation, freed by
+ * The batch as eight PostgreSQL array literals, one per parameter of
+ * shortlink.record_clicks(), in its order: event ids, times, codes, IPs,
+ * user agents, referers, visitor ids, extra fields.  All eight live in one allocation, freed by
  * the caller through params[0].data.
  */
 
@@ -429,22 +430,22 @@ ngx_http_shortlink_flush_params(ngx_http_shortlink_flush_t *f,
                 p = ngx_http_shortlink_flush_quote(p, data, click->ip_len);
                 break;
 
-            case 4: /* visitor id */
-                data += click->code_len + click->ip_len;
-                p = ngx_http_shortlink_flush_quote(p, data,
-                                                   click->visitor_len);
-                break;
-
-            case 5: /* user agent */
+            case 4: /* user agent */
                 data += click->code_len + click->ip_len + click->visitor_len;
                 p = ngx_http_shortlink_flush_quote(p, data, click->ua_len);
                 break;
 
-            case 6: /* referer */
+            case 5: /* referer */
                 data += click->code_len + click->ip_len + click->visitor_len
                         + click->ua_len;
                 p = ngx_http_shortlink_flush_quote(p, data,
                                                    click->referer_len);
+                break;
+
+            case 6: /* visitor id */
+                data += click->code_len + click->ip_len;
+                p = ngx_http_shortlink_flush_quote(p, data,
+                                                   click->visitor_len);
                 break;
 
             default: /* extra fields, as a JSON object inside a string */

@@ -634,9 +634,9 @@ ngx_http_shortlink_pg_dispatch(ngx_http_shortlink_pg_pool_t *pool)
 
     /* queries wait and no connection is idle: grow the pool by one */
 
-    if (connecting == 0 && free && !ngx_http_shortlink_pg_in_backoff(pool)
-        && !ngx_exiting)
-    {
+    /* (an exiting worker may still connect: its last click flush) */
+
+    if (connecting == 0 && free && !ngx_http_shortlink_pg_in_backoff(pool)) {
         ngx_http_shortlink_pg_connect(free);
     }
 
