@@ -15,8 +15,13 @@
 #                     PostgreSQL lookups made meanwhile are counted
 #   redis-only        no zone: every request is a Redis GET (L2)
 #   postgres-only     no zone, no Redis: every request is a PostgreSQL query
+#   clicks            hot-1k with every click queued and flushed; then the
+#                     backlog left is timed as it drains (flush rows/s)
+#   sustained         60 s at full speed with clicks: redirects vs rows in
+#                     PostgreSQL, drops, and the flush lag meanwhile
 #
-# Set BENCH_CASES="hot-1k unknown" to run only some.
+# Set BENCH_CASES="hot-1k unknown" to run only some (default: all but
+# sustained, which takes a few minutes).
 
 set -euo pipefail
 
@@ -26,7 +31,7 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 
 SECONDS_PER_RUN=${1:-10}
 CONNS=${2:-50}
-CASES=${BENCH_CASES:-"hot-1k wide-100k unknown redis-only postgres-only"}
+CASES=${BENCH_CASES:-"hot-1k wide-100k unknown redis-only postgres-only clicks"}
 LINKS=100000
 
 install_packages
@@ -86,9 +91,13 @@ gen_conf all $((BASE + 1)) \
     "shortlink_bloom capacity=200000 error=0.001;"
 gen_conf redis $((BASE + 2)) "shortlink_redis 127.0.0.1:$REDIS_PORT;"
 gen_conf pg $((BASE + 3))
+gen_conf clicks $((BASE + 4)) \
+    "shortlink_zone links:64m ttl=1h;" \
+    "shortlink_queue clicks:32m;" \
+    "shortlink_flush interval=1s batch=5000;"
 
 NGINX_PIDS=()
-for name in all redis pg; do
+for name in all redis pg clicks; do
     /usr/sbin/nginx -p "$NGX/" -c "$NGX/conf/$name.conf" &
     NGINX_PIDS+=($!)
 done
@@ -183,6 +192,70 @@ for case in $CASES; do
         report redis-only $((BASE + 2)) b 1000 ;;
     postgres-only)
         report postgres-only $((BASE + 3)) b "$LINKS" ;;
+    esac
+done
+
+# clicks: rows in PostgreSQL, the backlog's drain rate, the flush lag
+
+clicks_rows() {
+    psql -X -At "$SHORTLINK_DSN" -c "SELECT count(*) FROM shortlink.clicks"
+}
+
+clicks_lag() {
+    psql -X -At "$SHORTLINK_DSN" -c "SELECT coalesce(round(extract(epoch FROM
+        now() - max(clicked_at)) * 1000), -1) FROM shortlink.clicks"
+}
+
+drain() {      # label: time how fast the backlog reaches PostgreSQL
+    local last=-1 now t0 r0 n=0
+    r0=$(clicks_rows)
+    t0=$(date +%s.%N)
+    while :; do
+        sleep 1
+        now=$(clicks_rows)
+        [ "$now" = "$last" ] && break
+        last=$now
+        n=$((n + 1))
+    done
+    awk -v a="$r0" -v b="$last" -v t0="$t0" -v t1="$(date +%s.%N)" -v n="$n" \
+        -v l="$1" 'BEGIN { if (n > 1) printf "%-14s %d rows drained at %.0f rows/s\n", l, b - a, (b - a) / (t1 - t0 - 1) }'
+}
+
+dropped() {
+    grep -o 'dropped since start)' "$NGX/logs/clicks.error.log" >/dev/null 2>&1 \
+        && grep -o '([0-9]* dropped since start)' "$NGX/logs/clicks.error.log" \
+           | tail -1 | tr -dc 0-9 || echo 0
+}
+
+for case in $CASES; do
+    case "$case" in
+    clicks)
+        warm $((BASE + 4)) b 1000
+        sleep 3
+        report clicks $((BASE + 4)) b 1000
+        drain clicks-drain
+        printf '%-14s clicks dropped: %s\n' "" "$(dropped)" ;;
+    sustained)
+        sleep 3
+        before=$(clicks_rows)
+        wrk -t1 -c"$CONNS" -d60s -s "$RUN_DIR/codes.lua" \
+            "http://127.0.0.1:$((BASE + 4))/" -- b 1000 random \
+            > "$RUN_DIR/sustained.txt" 2>&1 &
+        wpid=$!
+        lags=""
+        for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
+            sleep 5
+            lags="$lags $(clicks_lag)"
+        done
+        wait $wpid || true
+        drain sustained-drain
+        after=$(clicks_rows)
+        sent=$(awk '/requests in/ { print $1 }' "$RUN_DIR/sustained.txt")
+        printf '%-14s %s redirects in 60 s (%s req/s)\n' sustained "$sent" \
+            "$(awk '/^Requests\/sec/ { print $2 }' "$RUN_DIR/sustained.txt")"
+        printf '%-14s flush lag samples (ms, every 5 s):%s\n' "" "$lags"
+        printf '%-14s rows written: %d; dropped: %s\n' \
+            "" $((after - before)) "$(dropped)" ;;
     esac
 done
 

@@ -81,7 +81,6 @@ ngx_shm_zone_t *
 ngx_http_shortlink_cache_add(ngx_conf_t *cf, ngx_str_t *name, size_t size,
     ngx_http_shortlink_cache_conf_t *conf)
 {
-    ngx_shm_zone_t                  *shm_zone;
     ngx_http_shortlink_cache_ctx_t  *ctx;
 
     ctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_shortlink_cache_ctx_t));
@@ -91,22 +90,9 @@ ngx_http_shortlink_cache_add(ngx_conf_t *cf, ngx_str_t *name, size_t size,
 
     ctx->conf = conf;
 
-    shm_zone = ngx_shared_memory_add(cf, name, size,
-                                     &ngx_http_shortlink_module);
-    if (shm_zone == NULL) {
-        return NULL;
-    }
-
-    if (shm_zone->data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "duplicate zone \"%V\"", name);
-        return NULL;
-    }
-
-    shm_zone->init = ngx_http_shortlink_cache_init_zone;
-    shm_zone->data = ctx;
-
-    return shm_zone;
+    return ngx_http_shortlink_zone_add(cf, name, size,
+                                       ngx_http_shortlink_cache_init_zone,
+                                       ctx);
 }
 
 

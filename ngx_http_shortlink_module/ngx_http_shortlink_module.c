@@ -48,6 +48,8 @@ static char *ngx_http_shortlink_visitor_cookie(ngx_conf_t *cf,
 static ngx_int_t ngx_http_shortlink_param_time(ngx_str_t *value,
     const char *name, ngx_msec_t *ms);
 static ngx_uint_t ngx_http_shortlink_name_char(u_char c);
+static ngx_int_t ngx_http_shortlink_name_size(ngx_conf_t *cf,
+    ngx_str_t *value, ngx_uint_t min, ngx_str_t *name, size_t *size);
 
 static ngx_int_t ngx_http_shortlink_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -504,10 +506,9 @@ ngx_http_shortlink_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_shortlink_main_conf_t  *smcf = conf;
 
-    u_char      *p;
-    ssize_t      size;
+    size_t       size;
     ngx_int_t    rc;
-    ngx_str_t   *value, name, s;
+    ngx_str_t   *value, name;
     ngx_uint_t   i;
 
     if (smcf->zone) {
@@ -516,26 +517,9 @@ ngx_http_shortlink_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    p = (u_char *) ngx_strchr(value[1].data, ':');
-    if (p == NULL || p == value[1].data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone \"%V\": name:size expected",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    name.data = value[1].data;
-    name.len = p - value[1].data;
-
-    s.data = p + 1;
-    s.len = value[1].data + value[1].len - s.data;
-
-    size = ngx_parse_size(&s);
-
-    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone size \"%V\": at least %uz bytes",
-                           &value[1], 8 * ngx_pagesize);
+    if (ngx_http_shortlink_name_size(cf, &value[1], 8, &name, &size)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -564,8 +548,7 @@ ngx_http_shortlink_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    smcf->zone = ngx_http_shortlink_cache_add(cf, &name, (size_t) size,
-                                              &smcf->cache);
+    smcf->zone = ngx_http_shortlink_cache_add(cf, &name, size, &smcf->cache);
     if (smcf->zone == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -806,9 +789,8 @@ ngx_http_shortlink_queue(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_shortlink_main_conf_t  *smcf = conf;
 
-    u_char     *p;
-    ssize_t     size;
-    ngx_str_t  *value, name, s;
+    size_t      size;
+    ngx_str_t  *value, name;
 
     if (smcf->queue) {
         return "is duplicate";
@@ -816,30 +798,13 @@ ngx_http_shortlink_queue(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    p = (u_char *) ngx_strchr(value[1].data, ':');
-    if (p == NULL || p == value[1].data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid queue \"%V\": name:size expected",
-                           &value[1]);
+    if (ngx_http_shortlink_name_size(cf, &value[1], 16, &name, &size)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
-    name.data = value[1].data;
-    name.len = p - value[1].data;
-
-    s.data = p + 1;
-    s.len = value[1].data + value[1].len - s.data;
-
-    size = ngx_parse_size(&s);
-
-    if (size == NGX_ERROR || size < (ssize_t) (16 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid queue size \"%V\": at least %uz bytes",
-                           &value[1], 16 * ngx_pagesize);
-        return NGX_CONF_ERROR;
-    }
-
-    smcf->queue = ngx_http_shortlink_queue_add(cf, &name, (size_t) size);
+    smcf->queue = ngx_http_shortlink_queue_add(cf, &name, size);
     if (smcf->queue == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -1039,6 +1004,71 @@ ngx_http_shortlink_visitor_cookie(ngx_conf_t *cf, ngx_command_t *cmd,
     slcf->cookie_max_age = age;
 
     return NGX_CONF_OK;
+}
+
+
+/* a shared-memory zone of this module; the name may be used only once */
+
+ngx_shm_zone_t *
+ngx_http_shortlink_zone_add(ngx_conf_t *cf, ngx_str_t *name, size_t size,
+    ngx_shm_zone_init_pt init, void *data)
+{
+    ngx_shm_zone_t  *shm_zone;
+
+    shm_zone = ngx_shared_memory_add(cf, name, size,
+                                     &ngx_http_shortlink_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate zone \"%V\"", name);
+        return NULL;
+    }
+
+    shm_zone->init = init;
+    shm_zone->data = data;
+
+    return shm_zone;
+}
+
+
+/* "name:size" of a shared-memory zone, at least min pages */
+
+static ngx_int_t
+ngx_http_shortlink_name_size(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_uint_t min, ngx_str_t *name, size_t *size)
+{
+    u_char     *p;
+    ssize_t     n;
+    ngx_str_t   s;
+
+    p = (u_char *) ngx_strchr(value->data, ':');
+    if (p == NULL || p == value->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\": name:size expected", value);
+        return NGX_ERROR;
+    }
+
+    name->data = value->data;
+    name->len = p - value->data;
+
+    s.data = p + 1;
+    s.len = value->data + value->len - s.data;
+
+    n = ngx_parse_size(&s);
+
+    if (n == NGX_ERROR || n < (ssize_t) (min * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\": at least %uz bytes",
+                           value, min * ngx_pagesize);
+        return NGX_ERROR;
+    }
+
+    *size = (size_t) n;
+
+    return NGX_OK;
 }
 
 

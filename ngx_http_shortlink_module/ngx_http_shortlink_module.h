@@ -88,6 +88,9 @@ typedef struct {
 #define NGX_HTTP_SHORTLINK_UNAVAILABLE   3
 
 
+ngx_shm_zone_t *ngx_http_shortlink_zone_add(ngx_conf_t *cf, ngx_str_t *name,
+    size_t size, ngx_shm_zone_init_pt init, void *data);
+
 ngx_int_t ngx_http_shortlink_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_shortlink_respond(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx, ngx_uint_t outcome);

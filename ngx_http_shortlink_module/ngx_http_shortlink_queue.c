@@ -59,12 +59,13 @@ static ngx_int_t ngx_http_shortlink_queue_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_http_shortlink_queue_put(ngx_http_shortlink_queue_sh_t *sh,
     size_t at, u_char *rec, size_t len);
+static size_t ngx_http_shortlink_queue_record(
+    ngx_http_shortlink_queue_sh_t *sh, size_t pos, size_t *frame);
 
 
 ngx_shm_zone_t *
 ngx_http_shortlink_queue_add(ngx_conf_t *cf, ngx_str_t *name, size_t size)
 {
-    ngx_shm_zone_t                  *shm_zone;
     ngx_http_shortlink_queue_ctx_t  *ctx;
 
     ctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_shortlink_queue_ctx_t));
@@ -72,22 +73,9 @@ ngx_http_shortlink_queue_add(ngx_conf_t *cf, ngx_str_t *name, size_t size)
         return NULL;
     }
 
-    shm_zone = ngx_shared_memory_add(cf, name, size,
-                                     &ngx_http_shortlink_module);
-    if (shm_zone == NULL) {
-        return NULL;
-    }
-
-    if (shm_zone->data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "duplicate zone \"%V\"", name);
-        return NULL;
-    }
-
-    shm_zone->init = ngx_http_shortlink_queue_init_zone;
-    shm_zone->data = ctx;
-
-    return shm_zone;
+    return ngx_http_shortlink_zone_add(cf, name, size,
+                                       ngx_http_shortlink_queue_init_zone,
+                                       ctx);
 }
 
 
@@ -321,7 +309,6 @@ ngx_http_shortlink_queue_peek(ngx_shm_zone_t *zone, ngx_uint_t max,
     ngx_http_shortlink_queue_batch_t *batch, ngx_log_t *log)
 {
     size_t                           pos, len, frame, total;
-    uint32_t                         rlen;
     ngx_uint_t                       n;
     ngx_http_shortlink_queue_sh_t   *sh;
     ngx_http_shortlink_queue_ctx_t  *ctx;
@@ -342,15 +329,7 @@ ngx_http_shortlink_queue_peek(ngx_shm_zone_t *zone, ngx_uint_t max,
     total = 0;
 
     for (n = 0; n < max && n < sh->count; n++) {
-
-        if (sh->size - pos < NGX_HTTP_SHORTLINK_QUEUE_FRAME
-            || *(uint32_t *) (sh->data + pos) == NGX_HTTP_SHORTLINK_QUEUE_WRAP)
-        {
-            pos = 0;
-        }
-
-        rlen = *(uint32_t *) (sh->data + pos);
-        frame = ngx_http_shortlink_queue_frame(rlen);
+        pos = ngx_http_shortlink_queue_record(sh, pos, &frame);
         total += frame;
         pos += frame;
     }
@@ -367,15 +346,7 @@ ngx_http_shortlink_queue_peek(ngx_shm_zone_t *zone, ngx_uint_t max,
     len = 0;
 
     for (n = 0; n < max && n < sh->count; n++) {
-
-        if (sh->size - pos < NGX_HTTP_SHORTLINK_QUEUE_FRAME
-            || *(uint32_t *) (sh->data + pos) == NGX_HTTP_SHORTLINK_QUEUE_WRAP)
-        {
-            pos = 0;
-        }
-
-        rlen = *(uint32_t *) (sh->data + pos);
-        frame = ngx_http_shortlink_queue_frame(rlen);
+        pos = ngx_http_shortlink_queue_record(sh, pos, &frame);
         ngx_memcpy(batch->data + len, sh->data + pos, frame);
         len += frame;
         pos += frame;
@@ -388,6 +359,24 @@ ngx_http_shortlink_queue_peek(ngx_shm_zone_t *zone, ngx_uint_t max,
     batch->end = pos;
 
     return NGX_OK;
+}
+
+
+/* the record at pos, or at the start if the ring wraps there */
+
+static size_t
+ngx_http_shortlink_queue_record(ngx_http_shortlink_queue_sh_t *sh,
+    size_t pos, size_t *frame)
+{
+    if (sh->size - pos < NGX_HTTP_SHORTLINK_QUEUE_FRAME
+        || *(uint32_t *) (sh->data + pos) == NGX_HTTP_SHORTLINK_QUEUE_WRAP)
+    {
+        pos = 0;
+    }
+
+    *frame = ngx_http_shortlink_queue_frame(*(uint32_t *) (sh->data + pos));
+
+    return pos;
 }
 
 
