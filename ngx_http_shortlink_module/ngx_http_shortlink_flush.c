@@ -228,6 +228,7 @@ ngx_http_shortlink_flush_done(void *data, PGresult *res, ngx_int_t rc)
 
     ngx_uint_t                       full;
     ngx_msec_t                       delay;
+    ngx_http_shortlink_metrics_t    *m;
     ngx_http_shortlink_main_conf_t  *smcf;
 
     smcf = f->smcf;
@@ -238,8 +239,15 @@ ngx_http_shortlink_flush_done(void *data, PGresult *res, ngx_int_t rc)
         return;
     }
 
+    m = ngx_http_shortlink_metrics_get(smcf->metrics);
+
     if (rc == NGX_OK) {
         ngx_http_shortlink_queue_commit(smcf->queue, &f->batch);
+
+        if (m) {
+            (void) ngx_atomic_fetch_add(&m->flush_batches, 1);
+            m->flush_lag_msec = ngx_http_shortlink_flush_age(f);
+        }
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
                        "shortlink flush: %ui clicks committed, the oldest "
@@ -257,6 +265,8 @@ ngx_http_shortlink_flush_done(void *data, PGresult *res, ngx_int_t rc)
 
     } else {
         f->failures++;
+
+        ngx_http_shortlink_metric_add(m, flush_failures, 1);
 
         if (f->error_logged != ngx_time()) {
             f->error_logged = ngx_time();
@@ -351,8 +361,8 @@ ngx_http_shortlink_flush_next(ngx_http_shortlink_flush_t *f,
 /*
  * The batch as eight PostgreSQL array literals, one per parameter of
  * shortlink.record_clicks(), in its order: event ids, times, codes, IPs,
- * user agents, referers, visitor ids, extra fields.  All eight live in one allocation, freed by
- * the caller through params[0].data.
+ * user agents, referers, visitor ids, extra fields.  All eight live in
+ * one allocation, freed by the caller through params[0].data.
  */
 
 static ngx_int_t

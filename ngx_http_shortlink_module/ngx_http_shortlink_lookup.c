@@ -38,6 +38,7 @@ struct ngx_http_shortlink_lookup_s {
     ngx_str_t                         tier;
     ngx_uint_t                        outcome;
     ngx_uint_t                        invalidated; /* changed meanwhile */
+    ngx_msec_t                        start;
     u_char                            code[NGX_HTTP_SHORTLINK_CODE_MAX_LEN];
 };
 
@@ -244,6 +245,7 @@ ngx_http_shortlink_lookup_create(ngx_http_shortlink_main_conf_t *smcf,
 
     ngx_queue_init(&lk->waiters);
     lk->smcf = smcf;
+    lk->start = ngx_current_msec;
 
     if (stale) {
         lk->stale = *stale;
@@ -293,6 +295,12 @@ ngx_http_shortlink_lookup_redis_done(void *data, ngx_int_t rc,
     ngx_http_shortlink_link_t  link;
 
     lk->redis = NULL;
+
+    if (rc == NGX_ERROR) {
+        ngx_http_shortlink_metric_add(
+            ngx_http_shortlink_metrics_get(lk->smcf->metrics),
+            redis_errors, 1);
+    }
 
     if (rc == NGX_OK) {
 
@@ -354,6 +362,10 @@ ngx_http_shortlink_lookup_pg(ngx_http_shortlink_lookup_t *lk)
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                        "shortlink: looking up \"%V\" in PostgreSQL",
                        &lk->sn.str);
+
+        ngx_http_shortlink_metric_add(
+            ngx_http_shortlink_metrics_get(smcf->metrics), pg_lookups, 1);
+
         return NGX_AGAIN;
     }
 
@@ -471,6 +483,9 @@ ngx_http_shortlink_lookup_fill_redis(ngx_http_shortlink_lookup_t *lk,
 static ngx_int_t
 ngx_http_shortlink_lookup_failed(ngx_http_shortlink_lookup_t *lk)
 {
+    ngx_http_shortlink_metric_add(
+        ngx_http_shortlink_metrics_get(lk->smcf->metrics), pg_errors, 1);
+
     if (lk->stale.url.len) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "shortlink: backends unavailable, \"%V\" served "
@@ -531,6 +546,10 @@ ngx_http_shortlink_lookup_finish(ngx_http_shortlink_lookup_t *lk)
                    &lk->sn.str, &lk->tier);
 
     ngx_rbtree_delete(&lk->smcf->worker->lookups, &lk->sn.node);
+
+    ngx_http_shortlink_metrics_lookup(
+        ngx_http_shortlink_metrics_get(lk->smcf->metrics),
+        ngx_current_msec - lk->start);
 
     while (!ngx_queue_empty(&lk->waiters)) {
         q = ngx_queue_head(&lk->waiters);

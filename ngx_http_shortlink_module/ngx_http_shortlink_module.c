@@ -26,10 +26,13 @@ static void *ngx_http_shortlink_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_shortlink_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_shortlink_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_shortlink_init(ngx_conf_t *cf);
 
 static char *ngx_http_shortlink(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_shortlink_postgres(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_shortlink_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_shortlink_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -73,6 +76,13 @@ static ngx_command_t  ngx_http_shortlink_commands[] = {
     { ngx_string("shortlink"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_shortlink,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("shortlink_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_shortlink_metrics,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -154,7 +164,7 @@ static ngx_command_t  ngx_http_shortlink_commands[] = {
 
 static ngx_http_module_t  ngx_http_shortlink_module_ctx = {
     ngx_http_shortlink_add_variables,      /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_shortlink_init,               /* postconfiguration */
 
     ngx_http_shortlink_create_main_conf,   /* create main configuration */
     ngx_http_shortlink_init_main_conf,     /* init main configuration */
@@ -422,7 +432,57 @@ ngx_http_shortlink(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_shortlink_module);
     smcf->used = 1;
 
+    if (ngx_http_shortlink_metrics_add_zone(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/* shortlink_metrics; */
+
+static char *
+ngx_http_shortlink_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_shortlink_metrics_handler;
+
+    if (ngx_http_shortlink_metrics_add_zone(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* requests are counted in the log phase, once, whatever answered them */
+
+static ngx_int_t
+ngx_http_shortlink_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt             *h;
+    ngx_http_core_main_conf_t       *cmcf;
+    ngx_http_shortlink_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_shortlink_module);
+
+    if (!smcf->used) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_shortlink_metrics_log;
+
+    return NGX_OK;
 }
 
 

@@ -22,6 +22,7 @@
 #include "ngx_http_shortlink_bloom.h"
 #include "ngx_http_shortlink_click.h"
 #include "ngx_http_shortlink_flush.h"
+#include "ngx_http_shortlink_metrics.h"
 
 
 /* the channel sql/002_notify.sql notifies on every change of a link */
@@ -54,6 +55,7 @@ typedef struct {
     ngx_http_shortlink_flush_conf_t   flush;
     ngx_array_t                      *fields;      /* click_field_t */
     size_t                            fields_overhead;
+    ngx_shm_zone_t                   *metrics;
     ngx_flag_t                        used;        /* a location has it */
     ngx_http_shortlink_worker_t      *worker;
 } ngx_http_shortlink_main_conf_t;
