@@ -342,6 +342,47 @@ is(sql_value(batch_sql(
        ua => undef, ref => undef, vis => 'v5', country => undef }) x 2)),
    1, 'the same event twice in one batch is inserted once');
 
+# a new click of a (visitor, address) pair the hour already has: the
+# insert path probes the set and adds nothing to it
+my $uniques_before = sql_value("SELECT count(*) FROM shortlink.link_hourly_uniques
+                                 WHERE code = '${P}a'");
+is(sql_value(batch_sql(
+    { id => 'a12', t => '2025-03-10 10:40:00.000', code => 'a', ip => '10.0.0.1',
+      ua => $UA{chrome_win}, ref => undef, vis => 'v1', country => 'DE' })),
+   1, 'a new click of a known visitor is recorded');
+is(sql_value("SELECT count(*) FROM shortlink.link_hourly_uniques WHERE code = '${P}a'"),
+   $uniques_before, 'and adds no row to the set of its hour');
+is_deeply(stats('a', '2025-03-10 10:00:00', '2025-03-10 11:00:00', 'hour')->{totals},
+          { pv => 3, uv => 1, unique_ips => 1, bots => 0 },
+          'counted in pv only');
+
+# the set holds 64-bit hashes: many distinct values over several hours and
+# batches still count exactly (a collision among 20,000 values has a chance
+# of about 1e-11); 4,000 visitors come back in the second batch
+my $wide = sub {
+    my ($from, $to, $hours) = @_;
+    sql_value(qq{
+        SELECT shortlink.record_clicks(
+                   array_agg(md5('${P}wide' || i)::uuid ORDER BY i),
+                   array_agg(1741600800000 + (i % $hours) * 3600000 + i ORDER BY i),
+                   array_agg(text '${P}wide' ORDER BY i),
+                   array_agg('10.' || (i / 250 % 250) || '.' || (i % 250) || '.0' ORDER BY i),
+                   NULL, NULL,
+                   array_agg(CASE WHEN i % 10 = 0 THEN NULL
+                                  ELSE md5('visitor' || (i % 16000)) END ORDER BY i),
+                   NULL)
+          FROM generate_series($from, $to) i});
+};
+is($wide->(1, 16000, 3), 16000, 'a wide batch of distinct visitors is recorded');
+is($wide->(16001, 20000, 3), 4000, 'a second batch with returning visitors too');
+is_deeply(stats('wide', '2025-03-10 00:00:00', '2025-03-11 00:00:00')->{totals},
+          { pv => 20000, bots => 0,
+            uv => sql_value("SELECT count(DISTINCT visitor_id) FROM shortlink.clicks
+                              WHERE code = '${P}wide'"),
+            unique_ips => sql_value("SELECT count(DISTINCT ip) FROM shortlink.clicks
+                                      WHERE code = '${P}wide'") },
+          'uv and unique IPs over hours and batches equal the exact distinct counts');
+
 
 # --- bad input ------------------------------------------------------------------
 
