@@ -79,6 +79,7 @@ $(printf '    %s\n' "$@")
     server {
         listen 127.0.0.1:$port;
         location / { shortlink; }
+        location = /metrics { shortlink_metrics; }
     }
 $( [ "$name" = all ] && printf '    server {\n        listen 127.0.0.1:%s;\n        location / { return 302 https://example.com/target/1; }\n    }\n' "$BASE")
 }
@@ -143,11 +144,6 @@ warm() {       # port, prefix, n: ask for every code once
         "http://127.0.0.1:$1/" -- "$2" "$3" seq >/dev/null 2>&1 || true
 }
 
-pg_index_scans() {
-    psql -X -At "$SHORTLINK_DSN" -c \
-        "SELECT idx_scan FROM pg_stat_user_tables WHERE relname = 'links'"
-}
-
 declare -A RATE
 
 report() {     # case, port, prefix, n
@@ -159,15 +155,18 @@ report() {     # case, port, prefix, n
         "${r#* }"
 }
 
-# An idle PostgreSQL backend publishes its counters up to 10 s late
-# (PGSTAT_IDLE_INTERVAL): wait that long on both sides of a counted run.
-count_lookups() {   # command...
-    local before after
-    sleep 11
-    before=$(pg_index_scans)
+# lookups sent to PostgreSQL, from the module's own counter
+pg_lookups() {     # port
+    curl -s "http://127.0.0.1:$1/metrics" \
+        | awk '/^shortlink_postgresql_lookups_total / { print $2 }'
+}
+
+count_lookups() {  # port, command...
+    local before after port=$1
+    shift
+    before=$(pg_lookups "$port")
     "$@"
-    sleep 11
-    after=$(pg_index_scans)
+    after=$(pg_lookups "$port")
     printf '%-14s PostgreSQL lookups during the run: %s\n' "" $((after - before))
 }
 
@@ -186,7 +185,7 @@ for case in $CASES; do
         warm $((BASE + 1)) b "$LINKS"
         report wide-100k $((BASE + 1)) b "$LINKS" ;;
     unknown)
-        count_lookups report unknown $((BASE + 1)) zz 0 ;;
+        count_lookups $((BASE + 1)) report unknown $((BASE + 1)) zz 0 ;;
     redis-only)
         warm $((BASE + 2)) b 1000
         report redis-only $((BASE + 2)) b 1000 ;;
