@@ -11,7 +11,9 @@
  *
  * Expired entries are not dropped at once: for stale_if_error after their
  * TTL they may still be served when every backend is down.  An entry never
- * outlives its link's own expires_at.
+ * outlives its link's own expires_at.  Each entry keeps the version of the
+ * row it came from: a fresh entry is never replaced by an older answer, and
+ * a notification drops only entries older than the version it announces.
  *
  * Everything runs under the slab pool's mutex, which the master releases
  * if a worker dies holding it.  Nothing here does I/O.
@@ -40,6 +42,7 @@ typedef struct {
     ngx_queue_t                        queue;
     ngx_msec_t                         fresh_until;
     time_t                             link_expires;
+    int64_t                            version;      /* of the row */
     u_char                             data[1];      /* code, then url */
 } ngx_http_shortlink_cache_node_t;
 
@@ -316,6 +319,7 @@ ngx_http_shortlink_cache_get(ngx_shm_zone_t *zone, ngx_str_t *code,
     link->url.len = cn->url_len;
     link->status = cn->status;
     link->expires = cn->link_expires;
+    link->version = cn->version;
 
     if (rc == NGX_HTTP_SHORTLINK_CACHE_HIT) {
         ngx_queue_remove(&cn->queue);
@@ -380,7 +384,17 @@ ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
     cn = ngx_http_shortlink_cache_lookup(ctx, code, hash);
+
     if (cn) {
+        /* a late, older answer never replaces a fresh, newer entry */
+
+        if (cn->version > (link ? link->version : 0)
+            && (ngx_msec_int_t) (now - cn->fresh_until) < 0)
+        {
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            return;
+        }
+
         ngx_http_shortlink_cache_free(ctx, cn);
     }
 
@@ -433,6 +447,7 @@ ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
     cn->negative = (link == NULL);
     cn->code_len = (u_char) code->len;
     cn->fresh_until = now + ttl;
+    cn->version = link ? link->version : 0;
     ngx_memcpy(cn->data, code->data, code->len);
 
     if (link) {
@@ -454,8 +469,11 @@ ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
 }
 
 
+/* the row is now at version: copies older than that go */
+
 void
-ngx_http_shortlink_cache_delete(ngx_shm_zone_t *zone, ngx_str_t *code)
+ngx_http_shortlink_cache_invalidate(ngx_shm_zone_t *zone, ngx_str_t *code,
+    int64_t version)
 {
     ngx_http_shortlink_cache_ctx_t   *ctx;
     ngx_http_shortlink_cache_node_t  *cn;
@@ -467,7 +485,7 @@ ngx_http_shortlink_cache_delete(ngx_shm_zone_t *zone, ngx_str_t *code)
     cn = ngx_http_shortlink_cache_lookup(ctx, code,
                                          ngx_crc32_short(code->data,
                                                          code->len));
-    if (cn) {
+    if (cn && cn->version < version) {
         ngx_http_shortlink_cache_free(ctx, cn);
     }
 

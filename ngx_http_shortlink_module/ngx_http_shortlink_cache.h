@@ -36,7 +36,8 @@ ngx_uint_t ngx_http_shortlink_cache_get(ngx_shm_zone_t *zone, ngx_str_t *code,
     ngx_pool_t *pool, ngx_http_shortlink_link_t *link);
 void ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
     ngx_http_shortlink_link_t *link);
-void ngx_http_shortlink_cache_delete(ngx_shm_zone_t *zone, ngx_str_t *code);
+void ngx_http_shortlink_cache_invalidate(ngx_shm_zone_t *zone,
+    ngx_str_t *code, int64_t version);
 
 
 #endif /* _NGX_HTTP_SHORTLINK_CACHE_H_INCLUDED_ */

@@ -200,7 +200,8 @@ ngx_http_shortlink_flush_handler(ngx_event_t *ev)
                                         ngx_http_shortlink_flush_sql,
                                         NGX_HTTP_SHORTLINK_FLUSH_COLUMNS,
                                         params, smcf->flush.timeout,
-                                        ngx_http_shortlink_flush_done, f);
+                                        ngx_http_shortlink_flush_done, f,
+                                        NULL);
 
         /* the parameters were copied */
         ngx_free(params[0].data);

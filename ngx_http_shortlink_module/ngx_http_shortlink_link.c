@@ -121,6 +121,7 @@ ngx_http_shortlink_link_decode(ngx_str_t *value,
 
     link->url.data = sp + 1;
     link->url.len = last - link->url.data;
+    link->version = 0;
 
     if (!ngx_http_shortlink_link_valid(link)) {
         return NGX_ERROR;

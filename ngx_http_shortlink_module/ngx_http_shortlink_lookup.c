@@ -158,9 +158,30 @@ ngx_http_shortlink_lookup(ngx_http_request_t *r, ngx_http_shortlink_ctx_t *ctx,
 
 void
 ngx_http_shortlink_lookup_invalidate(ngx_http_shortlink_main_conf_t *smcf,
-    ngx_str_t *code)
+    ngx_str_t *payload)
 {
+    u_char          *colon;
+    int64_t          version;
+    ngx_str_t        name, *code;
     ngx_str_node_t  *sn;
+
+    /* "<code>:<version>"; a bare code drops every cached copy */
+
+    name = *payload;
+    version = INT64_MAX;
+
+    colon = ngx_strlchr(payload->data, payload->data + payload->len, ':');
+
+    if (colon) {
+        name.len = colon - payload->data;
+        version = ngx_atoof(colon + 1,
+                            payload->data + payload->len - colon - 1);
+        if (version == NGX_ERROR) {
+            version = INT64_MAX;
+        }
+    }
+
+    code = &name;
 
     if (!ngx_http_shortlink_code_valid(code->data, code->len)) {
         return;
@@ -182,11 +203,39 @@ ngx_http_shortlink_lookup_invalidate(ngx_http_shortlink_main_conf_t *smcf,
     }
 
     if (smcf->zone) {
-        ngx_http_shortlink_cache_delete(smcf->zone, code);
+        ngx_http_shortlink_cache_invalidate(smcf->zone, code, version);
     }
 
     if (smcf->worker->redis) {
         ngx_http_shortlink_redis_del(smcf->worker->redis, code);
+    }
+}
+
+
+/* a link just created: into every tier, so its first visit is a hit */
+
+void
+ngx_http_shortlink_lookup_warm(ngx_http_shortlink_main_conf_t *smcf,
+    ngx_str_t *code, ngx_http_shortlink_link_t *link)
+{
+    ngx_http_shortlink_lookup_t  lk;
+
+    if (!ngx_http_shortlink_code_valid(code->data, code->len)) {
+        return;
+    }
+
+    if (smcf->worker->bloom) {
+        ngx_http_shortlink_bloom_add(smcf->worker->bloom, code);
+    }
+
+    if (smcf->zone) {
+        ngx_http_shortlink_cache_put(smcf->zone, code, link);
+    }
+
+    if (smcf->worker->redis) {
+        lk.smcf = smcf;
+        lk.sn.str = *code;
+        ngx_http_shortlink_lookup_fill_redis(&lk, link);
     }
 }
 
@@ -417,6 +466,15 @@ ngx_http_shortlink_lookup_pg_done(void *data, PGresult *res, ngx_int_t rc)
     link.expires = PQgetisnull(res, 0, 2)
                    ? 0 : ngx_atotm((u_char *) PQgetvalue(res, 0, 2),
                                    PQgetlength(res, 0, 2));
+
+    link.version = (PQnfields(res) > 3 && !PQgetisnull(res, 0, 3))
+                   ? ngx_atoof((u_char *) PQgetvalue(res, 0, 3),
+                               PQgetlength(res, 0, 3))
+                   : 0;
+
+    if (link.version < 0) {
+        link.version = 0;
+    }
 
     /* the database checks all this; a row written around its rules is not
      * served, and not cached */

@@ -34,6 +34,8 @@ static char *ngx_http_shortlink_postgres(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_shortlink_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_shortlink_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_shortlink_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_shortlink_redis(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -76,6 +78,13 @@ static ngx_command_t  ngx_http_shortlink_commands[] = {
     { ngx_string("shortlink"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_shortlink,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("shortlink_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_shortlink_api,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -435,6 +444,24 @@ ngx_http_shortlink(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ngx_http_shortlink_metrics_add_zone(cf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/* shortlink_api; */
+
+static char *
+ngx_http_shortlink_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t        *clcf;
+    ngx_http_shortlink_main_conf_t  *smcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_shortlink_api_handler;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_shortlink_module);
+    smcf->used = 1;
 
     return NGX_CONF_OK;
 }

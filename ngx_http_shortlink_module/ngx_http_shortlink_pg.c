@@ -143,7 +143,8 @@ static size_t ngx_http_shortlink_pg_msglen(const char *message);
 
 
 static const char  ngx_http_shortlink_pg_lookup_sql[] =
-    "SELECT url, redirect_status, expires_epoch FROM shortlink.resolve($1)";
+    "SELECT url, redirect_status, expires_epoch, version"
+    " FROM shortlink.resolve($1)";
 
 
 ngx_http_shortlink_pg_pool_t *
@@ -277,7 +278,7 @@ ngx_int_t
 ngx_http_shortlink_pg_exec(ngx_http_shortlink_pg_pool_t *pool,
     const char *sql, ngx_uint_t nparams, ngx_str_t *params,
     ngx_msec_t timeout, ngx_http_shortlink_pg_handler_pt handler,
-    void *data)
+    void *data, ngx_http_shortlink_pg_query_t **qp)
 {
     ngx_http_shortlink_pg_query_t  *q;
 
@@ -289,6 +290,10 @@ ngx_http_shortlink_pg_exec(ngx_http_shortlink_pg_pool_t *pool,
     q->sql = sql;
     q->handler = handler;
     q->data = data;
+
+    if (qp) {
+        *qp = q;
+    }
 
     return NGX_OK;
 }

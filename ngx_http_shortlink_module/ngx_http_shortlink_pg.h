@@ -65,7 +65,7 @@ ngx_int_t ngx_http_shortlink_pg_query(ngx_http_shortlink_pg_pool_t *pool,
 ngx_int_t ngx_http_shortlink_pg_exec(ngx_http_shortlink_pg_pool_t *pool,
     const char *sql, ngx_uint_t nparams, ngx_str_t *params,
     ngx_msec_t timeout, ngx_http_shortlink_pg_handler_pt handler,
-    void *data);
+    void *data, ngx_http_shortlink_pg_query_t **qp);
 ngx_int_t ngx_http_shortlink_pg_stream(ngx_http_shortlink_pg_pool_t *pool,
     const char *sql, ngx_msec_t timeout, ngx_http_shortlink_pg_row_pt row,
     ngx_http_shortlink_pg_handler_pt handler, void *data);

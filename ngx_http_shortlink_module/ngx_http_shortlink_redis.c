@@ -235,6 +235,13 @@ ngx_http_shortlink_redis_destroy(ngx_http_shortlink_redis_t *rd)
 }
 
 
+ngx_uint_t
+ngx_http_shortlink_redis_up(ngx_http_shortlink_redis_t *rd)
+{
+    return ngx_http_shortlink_redis_usable(rd);
+}
+
+
 ngx_int_t
 ngx_http_shortlink_redis_get(ngx_http_shortlink_redis_t *rd, ngx_str_t *key,
     ngx_http_shortlink_redis_handler_pt handler, void *data,

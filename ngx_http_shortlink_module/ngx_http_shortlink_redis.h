@@ -63,6 +63,9 @@ void ngx_http_shortlink_redis_detach(ngx_http_shortlink_redis_cmd_t *cmd);
 void ngx_http_shortlink_redis_set(ngx_http_shortlink_redis_t *rd,
     ngx_str_t *key, ngx_str_t *value, time_t ttl);
 
+/* 1 while lookups can use Redis (connected and answering) */
+ngx_uint_t ngx_http_shortlink_redis_up(ngx_http_shortlink_redis_t *rd);
+
 /* DEL <prefix><key>, fire and forget; no-op when down */
 void ngx_http_shortlink_redis_del(ngx_http_shortlink_redis_t *rd,
     ngx_str_t *key);
