@@ -33,7 +33,7 @@ typedef struct {
 
 static void ngx_http_shortlink_api_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_shortlink_api_params(ngx_http_request_t *r,
-    ngx_str_t *params);
+    ngx_str_t *params, const char **detail);
 static void ngx_http_shortlink_api_done(void *data, PGresult *res,
     ngx_int_t rc);
 static void ngx_http_shortlink_api_warm(ngx_http_request_t *r,
@@ -119,6 +119,7 @@ ngx_http_shortlink_api_body(ngx_http_request_t *r)
 {
     ngx_int_t                        rc;
     ngx_str_t                        params[6];
+    const char                      *detail;
     ngx_http_cleanup_t              *cln;
     ngx_http_shortlink_api_ctx_t    *ctx;
     ngx_http_shortlink_main_conf_t  *smcf;
@@ -148,9 +149,16 @@ ngx_http_shortlink_api_body(ngx_http_request_t *r)
         return;
     }
 
-    rc = ngx_http_shortlink_api_params(r, params);
+    rc = ngx_http_shortlink_api_params(r, params, &detail);
 
     if (rc != NGX_OK) {
+        if (detail) {
+            rc = ngx_http_shortlink_api_problem(r, rc,
+                         rc == NGX_HTTP_BAD_REQUEST ? "Bad Request"
+                                                    : "Payload Too Large",
+                         detail);
+        }
+
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -177,12 +185,13 @@ ngx_http_shortlink_api_body(ngx_http_request_t *r)
 
 
 /*
- * method, path below the location, query, body, bearer key, base URL;
- * anything malformed is answered here with a problem.
+ * method, path below the location, query, body, bearer key, base URL.
+ * NGX_OK, or an HTTP status: with *detail set, a problem the caller sends.
  */
 
 static ngx_int_t
-ngx_http_shortlink_api_params(ngx_http_request_t *r, ngx_str_t *params)
+ngx_http_shortlink_api_params(ngx_http_request_t *r, ngx_str_t *params,
+    const char **detail)
 {
     u_char                    *p, *last;
     size_t                     len, skip;
@@ -191,6 +200,8 @@ ngx_http_shortlink_api_params(ngx_http_request_t *r, ngx_str_t *params)
     ngx_chain_t               *cl;
     ngx_table_elt_t           *auth;
     ngx_http_core_loc_conf_t  *clcf;
+
+    *detail = NULL;
 
     params[0] = r->method_name;
 
@@ -229,11 +240,9 @@ ngx_http_shortlink_api_params(ngx_http_request_t *r, ngx_str_t *params)
 
     if (r->request_body) {
         if (r->request_body->temp_file) {
-            return ngx_http_shortlink_api_problem(r,
-                                    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                    "Payload Too Large",
-                                    "the request body is larger than "
-                                    "client_body_buffer_size");
+            *detail = "the request body is larger than "
+                      "client_body_buffer_size";
+            return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
         }
 
         for (cl = r->request_body->bufs; cl; cl = cl->next) {
@@ -242,10 +251,8 @@ ngx_http_shortlink_api_params(ngx_http_request_t *r, ngx_str_t *params)
     }
 
     if (len > NGX_HTTP_SHORTLINK_API_BODY_MAX) {
-        return ngx_http_shortlink_api_problem(r,
-                                    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                    "Payload Too Large",
-                                    "the request body is over 1 MB");
+        *detail = "the request body is over 1 MB";
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
 
     params[3].len = len;
@@ -317,10 +324,9 @@ ngx_http_shortlink_api_params(ngx_http_request_t *r, ngx_str_t *params)
 
 invalid:
 
-    return ngx_http_shortlink_api_problem(r, NGX_HTTP_BAD_REQUEST,
-                                          "Bad Request",
-                                          "the request body is not valid "
-                                          "UTF-8 text");
+    *detail = "the request body is not valid UTF-8 text";
+
+    return NGX_HTTP_BAD_REQUEST;
 }
 
 
@@ -437,12 +443,13 @@ ngx_http_shortlink_api_header_copy(u_char *dst, u_char *src, size_t len)
 static void
 ngx_http_shortlink_api_warm(ngx_http_request_t *r, PGresult *res)
 {
-    ngx_int_t                        n;
     ngx_str_t                        code;
     ngx_http_shortlink_link_t        link;
     ngx_http_shortlink_main_conf_t  *smcf;
 
-    if (PQnfields(res) < 6 || PQgetisnull(res, 0, 2)) {
+    if (PQnfields(res) < 9 || PQgetisnull(res, 0, 2)
+        || ngx_http_shortlink_lookup_row(res, 3, 8, &link) != NGX_OK)
+    {
         return;
     }
 
@@ -450,25 +457,6 @@ ngx_http_shortlink_api_warm(ngx_http_request_t *r, PGresult *res)
 
     code.data = (u_char *) PQgetvalue(res, 0, 2);
     code.len = PQgetlength(res, 0, 2);
-
-    link.url.data = (u_char *) PQgetvalue(res, 0, 3);
-    link.url.len = PQgetlength(res, 0, 3);
-
-    n = ngx_atoi((u_char *) PQgetvalue(res, 0, 4), PQgetlength(res, 0, 4));
-    link.status = (n == NGX_ERROR) ? 0 : (ngx_uint_t) n;
-
-    link.expires = PQgetisnull(res, 0, 5)
-                   ? 0 : ngx_atotm((u_char *) PQgetvalue(res, 0, 5),
-                                   PQgetlength(res, 0, 5));
-
-    link.version = (PQnfields(res) > 8 && !PQgetisnull(res, 0, 8))
-                   ? ngx_atoof((u_char *) PQgetvalue(res, 0, 8),
-                               PQgetlength(res, 0, 8))
-                   : 0;
-
-    if (!ngx_http_shortlink_link_valid(&link) || link.expires == NGX_ERROR) {
-        return;
-    }
 
     ngx_http_shortlink_lookup_warm(smcf, &code, &link);
 }

@@ -212,6 +212,49 @@ ngx_http_shortlink_lookup_invalidate(ngx_http_shortlink_main_conf_t *smcf,
 }
 
 
+/*
+ * A link from a result row: url, redirect status and expiry (Unix time or
+ * NULL) in columns col to col + 2, its version in vcol.  NGX_ERROR when
+ * it breaks the rules a link must follow.
+ */
+
+ngx_int_t
+ngx_http_shortlink_lookup_row(PGresult *res, int col, int vcol,
+    ngx_http_shortlink_link_t *link)
+{
+    ngx_int_t  n;
+
+    if (PQnfields(res) <= ngx_max(col + 2, vcol)) {
+        return NGX_ERROR;
+    }
+
+    link->url.data = (u_char *) PQgetvalue(res, 0, col);
+    link->url.len = PQgetlength(res, 0, col);
+
+    n = ngx_atoi((u_char *) PQgetvalue(res, 0, col + 1),
+                 PQgetlength(res, 0, col + 1));
+    link->status = (n == NGX_ERROR) ? 0 : (ngx_uint_t) n;
+
+    link->expires = PQgetisnull(res, 0, col + 2)
+                    ? 0 : ngx_atotm((u_char *) PQgetvalue(res, 0, col + 2),
+                                    PQgetlength(res, 0, col + 2));
+
+    link->version = PQgetisnull(res, 0, vcol)
+                    ? 0 : ngx_atoof((u_char *) PQgetvalue(res, 0, vcol),
+                                    PQgetlength(res, 0, vcol));
+
+    if (link->version < 0) {
+        link->version = 0;
+    }
+
+    if (!ngx_http_shortlink_link_valid(link) || link->expires == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /* a link just created: into every tier, so its first visit is a hit */
 
 void
@@ -431,7 +474,6 @@ ngx_http_shortlink_lookup_pg_done(void *data, PGresult *res, ngx_int_t rc)
 {
     ngx_http_shortlink_lookup_t  *lk = data;
 
-    ngx_int_t                        n;
     ngx_http_shortlink_link_t        link;
     ngx_http_shortlink_main_conf_t  *smcf;
 
@@ -457,29 +499,10 @@ ngx_http_shortlink_lookup_pg_done(void *data, PGresult *res, ngx_int_t rc)
         return;
     }
 
-    link.url.data = (u_char *) PQgetvalue(res, 0, 0);
-    link.url.len = PQgetlength(res, 0, 0);
-
-    n = ngx_atoi((u_char *) PQgetvalue(res, 0, 1), PQgetlength(res, 0, 1));
-    link.status = (n == NGX_ERROR) ? 0 : (ngx_uint_t) n;
-
-    link.expires = PQgetisnull(res, 0, 2)
-                   ? 0 : ngx_atotm((u_char *) PQgetvalue(res, 0, 2),
-                                   PQgetlength(res, 0, 2));
-
-    link.version = (PQnfields(res) > 3 && !PQgetisnull(res, 0, 3))
-                   ? ngx_atoof((u_char *) PQgetvalue(res, 0, 3),
-                               PQgetlength(res, 0, 3))
-                   : 0;
-
-    if (link.version < 0) {
-        link.version = 0;
-    }
-
     /* the database checks all this; a row written around its rules is not
      * served, and not cached */
 
-    if (!ngx_http_shortlink_link_valid(&link) || link.expires == NGX_ERROR) {
+    if (ngx_http_shortlink_lookup_row(res, 0, 3, &link) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "shortlink: link \"%V\" has an invalid target or "
                       "status, refused", &lk->sn.str);

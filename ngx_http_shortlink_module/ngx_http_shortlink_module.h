@@ -101,6 +101,8 @@ ngx_int_t ngx_http_shortlink_lookup(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx, ngx_http_shortlink_link_t *stale);
 void ngx_http_shortlink_lookup_invalidate(ngx_http_shortlink_main_conf_t *smcf,
     ngx_str_t *payload);
+ngx_int_t ngx_http_shortlink_lookup_row(PGresult *res, int col, int vcol,
+    ngx_http_shortlink_link_t *link);
 void ngx_http_shortlink_lookup_warm(ngx_http_shortlink_main_conf_t *smcf,
     ngx_str_t *code, ngx_http_shortlink_link_t *link);
 void ngx_http_shortlink_lookup_destroy(ngx_http_shortlink_worker_t *worker);
