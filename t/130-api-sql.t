@@ -489,21 +489,21 @@ is(scalar @{ $b->{links} }, 50, 'limit defaults to 50');
 is_deeply($b, { links => [], next_cursor => undef }, 'nothing found: an empty page');
 
 
-# --- 10,000 generated codes ---------------------------------------------------------
+# --- 100,000 generated codes --------------------------------------------------------
 
 my %codes;
 my $created = 0;
-for my $call (1 .. 10) {
+for my $call (1 .. 100) {
     ($st, $b) = api('POST', '/links/bulk', undef,
                     [ map { { url => "https://example.com/same-for-all" } } 1 .. 1000 ], $gen);
     $created += $b->{created} if $st == 200;
     $codes{ $_->{link}{code} }++ for grep { $_->{status} == 201 } @{ $b->{results} };
 }
-is($created, 10_000, '10 bulk calls of 1000 created 10,000 links');
-is(scalar keys %codes, 10_000, '10,000 distinct generated codes');
+is($created, 100_000, '100 bulk calls of 1000 created 100,000 links');
+is(scalar keys %codes, 100_000, '100,000 distinct generated codes');
 is(scalar(grep { !/^[0-9A-Za-z]{7}$/ } keys %codes), 0, 'all 7 base62 characters');
 is(sql_value("SELECT count(DISTINCT code) FROM shortlink.links WHERE owner = '$P-gen'"),
-   10_000, 'and 10,000 rows in the table');
+   100_000, 'and 100,000 rows in the table');
 
 
 # --- cleanup ------------------------------------------------------------------------
