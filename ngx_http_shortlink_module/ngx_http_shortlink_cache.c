@@ -493,6 +493,29 @@ ngx_http_shortlink_cache_invalidate(ngx_shm_zone_t *zone, ngx_str_t *code,
 }
 
 
+/* notifications may have been missed: nothing cached can be trusted */
+
+void
+ngx_http_shortlink_cache_clear(ngx_shm_zone_t *zone)
+{
+    ngx_queue_t                      *q;
+    ngx_http_shortlink_cache_ctx_t   *ctx;
+    ngx_http_shortlink_cache_node_t  *cn;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    while (!ngx_queue_empty(&ctx->sh->queue)) {
+        q = ngx_queue_last(&ctx->sh->queue);
+        cn = ngx_queue_data(q, ngx_http_shortlink_cache_node_t, queue);
+        ngx_http_shortlink_cache_free(ctx, cn);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
 static ngx_http_shortlink_cache_node_t *
 ngx_http_shortlink_cache_lookup(ngx_http_shortlink_cache_ctx_t *ctx,
     ngx_str_t *code, uint32_t hash)

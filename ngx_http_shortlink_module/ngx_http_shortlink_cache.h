@@ -38,6 +38,7 @@ void ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
     ngx_http_shortlink_link_t *link);
 void ngx_http_shortlink_cache_invalidate(ngx_shm_zone_t *zone,
     ngx_str_t *code, int64_t version);
+void ngx_http_shortlink_cache_clear(ngx_shm_zone_t *zone);
 
 
 #endif /* _NGX_HTTP_SHORTLINK_CACHE_H_INCLUDED_ */

@@ -1319,9 +1319,34 @@ ngx_http_shortlink_listening(void *data, ngx_uint_t up)
 {
     ngx_http_shortlink_main_conf_t  *smcf = data;
 
-    if (smcf->worker && smcf->worker->bloom) {
+    if (smcf->worker == NULL) {
+        return;
+    }
+
+    if (smcf->worker->bloom) {
         ngx_http_shortlink_bloom_listening(smcf->worker->bloom, up);
     }
+
+    if (!up) {
+        smcf->worker->listen_lost = 1;
+        return;
+    }
+
+    /*
+     * Subscribed again after a loss: changes made meanwhile were not
+     * announced to us, so the zone starts over (the bloom filter is
+     * rebuilt above).  Not at a worker's first subscription: a reload
+     * keeps the zone.
+     */
+
+    if (smcf->worker->listen_lost && smcf->zone) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "shortlink: notifications may have been missed, "
+                      "zone cleared");
+        ngx_http_shortlink_cache_clear(smcf->zone);
+    }
+
+    smcf->worker->listen_lost = 0;
 }
 
 

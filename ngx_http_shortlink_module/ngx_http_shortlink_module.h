@@ -41,6 +41,7 @@ typedef struct {
     ngx_rbtree_node_t                 sentinel;
     ngx_http_shortlink_ids_t          ids;
     ngx_http_shortlink_flush_t       *flush;       /* NULL: no queue */
+    ngx_uint_t                        listen_lost; /* LISTEN went down */
 } ngx_http_shortlink_worker_t;
 
 
