@@ -62,12 +62,13 @@ static void ngx_http_shortlink_api_cleanup(void *data);
 static const char  ngx_http_shortlink_api_sql[] =
     "SELECT a.status, a.body::text, c.code, c.url, c.status,"
     " extract(epoch FROM c.expires_at)::bigint,"
-    " a.body->>'www_authenticate', a.body->>'allow', c.version"
+    " a.body->>'www_authenticate', a.body->>'allow', c.version, c.forward"
     " FROM shortlink.api($1, $2, $3, $4, $5, $6) a"
     " LEFT JOIN LATERAL (SELECT a.body->>'code' AS code,"
     " a.body->>'url' AS url, (a.body->>'redirect_status')::int AS status,"
     " (a.body->>'expires_at')::timestamptz AS expires_at,"
-    " (a.body->>'version')::bigint AS version"
+    " (a.body->>'version')::bigint AS version,"
+    " (a.body->>'forward_query')::boolean AS forward"
     " WHERE a.status = 201 AND (a.body->>'enabled')::boolean) c ON true";
 
 static const char  ngx_http_shortlink_api_ping[] = "SELECT 1";

@@ -36,7 +36,7 @@ typedef struct {
     u_char                             color;
     u_char                             negative;
     u_char                             code_len;
-    u_char                             dummy;
+    u_char                             forward;
     u_short                            status;
     u_short                            url_len;
     ngx_queue_t                        queue;
@@ -320,6 +320,7 @@ ngx_http_shortlink_cache_get(ngx_shm_zone_t *zone, ngx_str_t *code,
     link->status = cn->status;
     link->expires = cn->link_expires;
     link->version = cn->version;
+    link->forward = cn->forward;
 
     if (rc == NGX_HTTP_SHORTLINK_CACHE_HIT) {
         ngx_queue_remove(&cn->queue);
@@ -448,6 +449,7 @@ ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
     cn->code_len = (u_char) code->len;
     cn->fresh_until = now + ttl;
     cn->version = link ? link->version : 0;
+    cn->forward = (link && link->forward) ? 1 : 0;
     ngx_memcpy(cn->data, code->data, code->len);
 
     if (link) {

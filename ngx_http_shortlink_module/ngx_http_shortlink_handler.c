@@ -22,6 +22,8 @@ static ngx_int_t ngx_http_shortlink_get_code(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx);
 static ngx_int_t ngx_http_shortlink_redirect(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx);
+static ngx_int_t ngx_http_shortlink_target(ngx_http_request_t *r,
+    ngx_http_shortlink_ctx_t *ctx, ngx_str_t *target);
 static ngx_int_t ngx_http_shortlink_unavailable(ngx_http_request_t *r);
 static ngx_int_t ngx_http_shortlink_not_allowed(ngx_http_request_t *r);
 static ngx_int_t ngx_http_shortlink_add_header(ngx_http_request_t *r,
@@ -177,7 +179,7 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
     u_char       *p;
     ngx_int_t     rc;
     ngx_buf_t    *b;
-    ngx_str_t     reason;
+    ngx_str_t     reason, target;
     ngx_chain_t   out;
 
     /* 6. the click: queued, never waited for (may set the visitor cookie) */
@@ -186,8 +188,12 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (ngx_http_shortlink_target(r, ctx, &target) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (ngx_http_shortlink_add_header(r, &ngx_http_shortlink_location,
-                                      &ctx->link.url, &r->headers_out.location)
+                                      &target, &r->headers_out.location)
         != NGX_OK
         || ngx_http_shortlink_add_header(r, &ngx_http_shortlink_cache_control,
                                          &ngx_http_shortlink_no_store, NULL)
@@ -210,10 +216,10 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
         ngx_str_set(&reason, "302 Found");
     }
 
-    escape = ngx_escape_html(NULL, ctx->link.url.data, ctx->link.url.len);
+    escape = ngx_escape_html(NULL, target.data, target.len);
 
     len = sizeof("<html><head><title></title></head>" CRLF) - 1 + reason.len
-          + sizeof("<body><a href=\"\">") - 1 + ctx->link.url.len + escape
+          + sizeof("<body><a href=\"\">") - 1 + target.len + escape
           + sizeof("</a></body></html>" CRLF) - 1 + reason.len;
 
     r->headers_out.status = ctx->link.status;
@@ -237,7 +243,7 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
     p = ngx_cpymem(p, reason.data, reason.len);
     p = ngx_cpymem(p, "</title></head>" CRLF "<body><a href=\"",
                    sizeof("</title></head>" CRLF "<body><a href=\"") - 1);
-    p = (u_char *) ngx_escape_html(p, ctx->link.url.data, ctx->link.url.len);
+    p = (u_char *) ngx_escape_html(p, target.data, target.len);
     p = ngx_cpymem(p, "\">", 2);
     p = ngx_cpymem(p, reason.data, reason.len);
     b->last = ngx_cpymem(p, "</a></body></html>" CRLF,
@@ -250,6 +256,62 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * Where the visitor goes: the link's target, plus the request's query
+ * string for links with forward_query (after "&" if the target has a
+ * query already).  A query string that is not printable ASCII is not
+ * forwarded: nothing unchecked ever reaches the Location header.
+ */
+
+static ngx_int_t
+ngx_http_shortlink_target(ngx_http_request_t *r,
+    ngx_http_shortlink_ctx_t *ctx, ngx_str_t *target)
+{
+    u_char  *p, *last, *hash;
+
+    *target = ctx->link.url;
+
+    if (!ctx->link.forward || r->args.len == 0) {
+        return NGX_OK;
+    }
+
+    last = r->args.data + r->args.len;
+
+    for (p = r->args.data; p < last; p++) {
+        if (*p <= ' ' || *p >= 0x7f) {
+            return NGX_OK;
+        }
+    }
+
+    if (ctx->link.url.len + 1 + r->args.len > NGX_HTTP_SHORTLINK_URL_MAX_LEN) {
+        return NGX_OK;
+    }
+
+    target->data = ngx_pnalloc(r->pool, ctx->link.url.len + 1 + r->args.len);
+    if (target->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the query goes before a fragment: "https://x/a?b#c" + "q" */
+
+    hash = ngx_strlchr(ctx->link.url.data,
+                       ctx->link.url.data + ctx->link.url.len, '#');
+    if (hash == NULL) {
+        hash = ctx->link.url.data + ctx->link.url.len;
+    }
+
+    p = ngx_cpymem(target->data, ctx->link.url.data,
+                   hash - ctx->link.url.data);
+    *p++ = ngx_strlchr(ctx->link.url.data, hash, '?') ? '&' : '?';
+    p = ngx_cpymem(p, r->args.data, r->args.len);
+    p = ngx_cpymem(p, hash, ctx->link.url.data + ctx->link.url.len - hash);
+
+    target->len = p - target->data;
+
+    return NGX_OK;
 }
 
 

@@ -4,9 +4,10 @@
  *
  * Links: validity of a target and the Redis value format
  *
- *     "<status> <expires> <url>"      e.g. "302 0 https://example.com/"
+ *     "<status> <expires> <forward> <url>"   e.g. "302 0 0 https://x.org/"
  *
- * where expires is the link's expires_at as a Unix time, 0 for never.
+ * where expires is the link's expires_at as a Unix time, 0 for never, and
+ * forward is 1 when the visitor's query string goes to the target.
  * Every value read back is validated as strictly as a database row: Redis
  * is a cache anyone on the network segment might write to.  Pure functions:
  * no I/O, no allocation.
@@ -71,15 +72,16 @@ ngx_http_shortlink_link_expired(ngx_http_shortlink_link_t *link, time_t now)
 size_t
 ngx_http_shortlink_link_encoded_len(ngx_http_shortlink_link_t *link)
 {
-    return sizeof("302 ") - 1 + NGX_TIME_T_LEN + 1 + link->url.len;
+    return sizeof("302 ") - 1 + NGX_TIME_T_LEN + sizeof(" 0 ") - 1
+           + link->url.len;
 }
 
 
 u_char *
 ngx_http_shortlink_link_encode(u_char *p, ngx_http_shortlink_link_t *link)
 {
-    return ngx_sprintf(p, "%ui %T %V", link->status, link->expires,
-                       &link->url);
+    return ngx_sprintf(p, "%ui %T %ui %V", link->status, link->expires,
+                       link->forward ? 1 : 0, &link->url);
 }
 
 
@@ -118,6 +120,15 @@ ngx_http_shortlink_link_decode(ngx_str_t *value,
     if (link->expires == NGX_ERROR) {
         return NGX_ERROR;
     }
+
+    p = sp + 1;
+
+    if (last - p < 2 || (p[0] != '0' && p[0] != '1') || p[1] != ' ') {
+        return NGX_ERROR;
+    }
+
+    link->forward = (p[0] == '1');
+    sp = p + 1;
 
     link->url.data = sp + 1;
     link->url.len = last - link->url.data;

@@ -25,6 +25,7 @@ typedef struct {
     ngx_uint_t                   status;    /* 301, 302, 307 or 308 */
     time_t                       expires;   /* expires_at (epoch), 0: never */
     int64_t                      version;   /* of the row, 0: unknown */
+    ngx_uint_t                   forward;   /* append the query string */
 } ngx_http_shortlink_link_t;
 
 

@@ -214,8 +214,8 @@ ngx_http_shortlink_lookup_invalidate(ngx_http_shortlink_main_conf_t *smcf,
 
 /*
  * A link from a result row: url, redirect status and expiry (Unix time or
- * NULL) in columns col to col + 2, its version in vcol.  NGX_ERROR when
- * it breaks the rules a link must follow.
+ * NULL) in columns col to col + 2, its version in vcol and forward_query
+ * (if present) in vcol + 1.  NGX_ERROR when it breaks a link's rules.
  */
 
 ngx_int_t
@@ -242,6 +242,11 @@ ngx_http_shortlink_lookup_row(PGresult *res, int col, int vcol,
     link->version = PQgetisnull(res, 0, vcol)
                     ? 0 : ngx_atoof((u_char *) PQgetvalue(res, 0, vcol),
                                     PQgetlength(res, 0, vcol));
+
+    /* forward_query, a boolean in text form, follows the version */
+    link->forward = PQnfields(res) > vcol + 1
+                    && !PQgetisnull(res, 0, vcol + 1)
+                    && PQgetvalue(res, 0, vcol + 1)[0] == 't';
 
     if (link->version < 0) {
         link->version = 0;

@@ -143,7 +143,7 @@ static size_t ngx_http_shortlink_pg_msglen(const char *message);
 
 
 static const char  ngx_http_shortlink_pg_lookup_sql[] =
-    "SELECT url, redirect_status, expires_epoch, version"
+    "SELECT url, redirect_status, expires_epoch, version, forward_query"
     " FROM shortlink.resolve($1)";
 
 

@@ -21,6 +21,9 @@ sql(q{
            ('deleted', 'https://example.com/x', 302, NULL, true, now()),
            ('Ab_3-z', 'http://example.com/q?a=1&b=<2>', 302, NULL, true, NULL),
            (repeat('L', 64), 'https://example.com/long', 302, NULL, true, NULL);
+    INSERT INTO shortlink.links (code, url, forward_query) VALUES
+           ('fwd', 'https://example.com/f', true),
+           ('fwdq', 'https://example.com/f?a=1#top', true);
 });
 
 add_block_preprocessor(sub {
@@ -247,3 +250,16 @@ GET /r301
 --- response_headers
 X-Code: r301
 X-Url: https://example.com/301
+
+
+
+=== TEST 18: forward_query: the visitor's query string goes to the target
+--- request eval
+["GET /fwd?utm_source=x&b=2", "GET /fwdq?utm_source=x", "GET /fwd", "GET /r302?utm=x"]
+--- error_code eval
+[302, 302, 302, 302]
+--- response_headers eval
+["Location: https://example.com/f?utm_source=x&b=2",
+ "Location: https://example.com/f?a=1&utm_source=x#top",
+ "Location: https://example.com/f",
+ "Location: https://example.com/302"]

@@ -19,6 +19,8 @@ sql(q{
         ('stale', 'https://example.com/stale');
     INSERT INTO shortlink.links (code, url)
          VALUES ('soon', 'https://example.com/soon');
+    INSERT INTO shortlink.links (code, url, forward_query)
+         VALUES ('fwdc', 'https://example.com/fwdc', true);
     INSERT INTO shortlink.links (code, url)
          SELECT 'big' || i, 'https://example.com/' || repeat('x', 2000) || i
            FROM generate_series(1, 300) AS i;
@@ -248,3 +250,14 @@ GET /stale
 X-Cache: pg
 --- no_error_log
 [alert]
+
+
+
+=== TEST 16: forward_query survives the zone
+--- request eval
+["GET /fwdc?q=1", "GET /fwdc?q=2"]
+--- error_code eval
+[302, 302]
+--- response_headers eval
+["Location: https://example.com/fwdc?q=1\nX-Cache: pg",
+ "Location: https://example.com/fwdc?q=2\nX-Cache: shm"]

@@ -18,8 +18,10 @@ sql(q{
         ('rd2', 'https://example.com/rd2', 301),
         ('rd3', 'https://example.com/rd3', 302),
         ('rd4', 'https://example.com/rd4', 302);
+    INSERT INTO shortlink.links (code, url, forward_query) VALUES
+        ('rdf', 'https://example.com/rdf', true);
 });
-redis('del', map { "sl:rd$_" } 1 .. 9);
+redis('del', (map { "sl:rd$_" } 1 .. 9), 'sl:rdf');
 
 # valgrind slows nginx down more than 200 ms lets a handshake take
 $ENV{TEST_NGINX_REDIS_TIMEOUT} = $ENV{TEST_NGINX_USE_VALGRIND} ? '2s' : '200ms';
@@ -60,7 +62,7 @@ __DATA__
 === TEST 2: the value and its TTL, as stored
 --- init
 Test::More::is(ShortlinkTest::redis('get', 'sl:rd2'),
-               "301 0 https://example.com/rd2", "the value in Redis");
+               "301 0 0 https://example.com/rd2", "the value in Redis");
 my $ttl = ShortlinkTest::redis('ttl', 'sl:rd2');
 Test::More::ok($ttl > 590 && $ttl <= 600, "its TTL is ttl=10m ($ttl)");
 --- http_config eval: $::http_config
@@ -73,9 +75,22 @@ X-Cache: redis
 
 
 
-=== TEST 3: Redis is asked before PostgreSQL (a value PostgreSQL lacks)
+=== TEST 3: forward_query survives Redis
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request eval
+["GET /rdf?q=1", "GET /rdf?q=2"]
+--- error_code eval
+[302, 302]
+--- response_headers eval
+["Location: https://example.com/rdf?q=1\nX-Cache: pg",
+ "Location: https://example.com/rdf?q=2\nX-Cache: redis"]
+
+
+
+=== TEST 4: Redis is asked before PostgreSQL (a value PostgreSQL lacks)
 --- init
-ShortlinkTest::redis('set', 'sl:rd9', '307 0 https://example.com/only-in-redis');
+ShortlinkTest::redis('set', 'sl:rd9', '307 0 0 https://example.com/only-in-redis');
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -89,7 +104,7 @@ shortlink pg: sending
 
 
 
-=== TEST 4: a dangerous value in Redis is ignored: PostgreSQL decides
+=== TEST 5: a dangerous value in Redis is ignored: PostgreSQL decides
 --- init
 ShortlinkTest::redis('set', 'sl:rd1', "302 0 javascript:alert(1)");
 --- http_config eval: $::http_config
@@ -105,7 +120,7 @@ malformed Redis value for "rd1" ignored
 
 
 
-=== TEST 5: a value with a status nginx must not send is ignored
+=== TEST 6: a value with a status nginx must not send is ignored
 --- init
 ShortlinkTest::redis('set', 'sl:rd3', "200 0 https://example.com/x");
 --- http_config eval: $::http_config
@@ -121,7 +136,7 @@ malformed Redis value for "rd3" ignored
 
 
 
-=== TEST 6: garbage in Redis for an unknown code: PostgreSQL says 404
+=== TEST 7: garbage in Redis for an unknown code: PostgreSQL says 404
 --- init
 ShortlinkTest::redis('set', 'sl:rd8', "garbage");
 --- http_config eval: $::http_config
@@ -136,7 +151,7 @@ malformed Redis value for "rd8" ignored
 
 
 
-=== TEST 7: Redis stopped: PostgreSQL answers, quickly
+=== TEST 8: Redis stopped: PostgreSQL answers, quickly
 --- init
 ShortlinkTest::redis_stop();
 --- http_config eval: $::http_config
@@ -154,7 +169,7 @@ ShortlinkTest::redis_stop();
 
 
 
-=== TEST 8: Redis back: used again after the backoff
+=== TEST 9: Redis back: used again after the backoff
 --- init
 ShortlinkTest::redis_start();
 select(undef, undef, undef, 1.2);
@@ -171,7 +186,7 @@ select(undef, undef, undef, 1.2);
 
 
 
-=== TEST 9: a silent Redis (accepts, never answers): PostgreSQL within the timeout
+=== TEST 10: a silent Redis (accepts, never answers): PostgreSQL within the timeout
 --- http_config
     shortlink_postgres "$TEST_NGINX_PG_DSN";
     shortlink_redis 127.0.0.1:$TEST_NGINX_SILENT_PORT timeout=200ms backoff=5s;
