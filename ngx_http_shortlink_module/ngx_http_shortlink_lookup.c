@@ -53,8 +53,9 @@ static void ngx_http_shortlink_lookup_redis_done(void *data, ngx_int_t rc,
 static ngx_int_t ngx_http_shortlink_lookup_pg(ngx_http_shortlink_lookup_t *lk);
 static void ngx_http_shortlink_lookup_pg_done(void *data, PGresult *res,
     ngx_int_t rc);
-static void ngx_http_shortlink_lookup_fill_redis(
-    ngx_http_shortlink_lookup_t *lk, ngx_http_shortlink_link_t *link);
+static void ngx_http_shortlink_lookup_fill(
+    ngx_http_shortlink_main_conf_t *smcf, ngx_str_t *code,
+    ngx_http_shortlink_link_t *link);
 static ngx_int_t ngx_http_shortlink_lookup_failed(
     ngx_http_shortlink_lookup_t *lk);
 static ngx_int_t ngx_http_shortlink_lookup_found(
@@ -266,8 +267,6 @@ void
 ngx_http_shortlink_lookup_warm(ngx_http_shortlink_main_conf_t *smcf,
     ngx_str_t *code, ngx_http_shortlink_link_t *link)
 {
-    ngx_http_shortlink_lookup_t  lk;
-
     if (!ngx_http_shortlink_code_valid(code->data, code->len)) {
         return;
     }
@@ -276,15 +275,7 @@ ngx_http_shortlink_lookup_warm(ngx_http_shortlink_main_conf_t *smcf,
         ngx_http_shortlink_bloom_add(smcf->worker->bloom, code);
     }
 
-    if (smcf->zone) {
-        ngx_http_shortlink_cache_put(smcf->zone, code, link);
-    }
-
-    if (smcf->worker->redis) {
-        lk.smcf = smcf;
-        lk.sn.str = *code;
-        ngx_http_shortlink_lookup_fill_redis(&lk, link);
-    }
+    ngx_http_shortlink_lookup_fill(smcf, code, link);
 }
 
 
@@ -518,12 +509,8 @@ ngx_http_shortlink_lookup_pg_done(void *data, PGresult *res, ngx_int_t rc)
         return;
     }
 
-    if (smcf->zone && !lk->invalidated) {
-        ngx_http_shortlink_cache_put(smcf->zone, &lk->sn.str, &link);
-    }
-
-    if (smcf->worker->redis && !lk->invalidated) {
-        ngx_http_shortlink_lookup_fill_redis(lk, &link);
+    if (!lk->invalidated) {
+        ngx_http_shortlink_lookup_fill(smcf, &lk->sn.str, &link);
     }
 
     (void) ngx_http_shortlink_lookup_found(lk, &link, "pg");
@@ -532,17 +519,25 @@ ngx_http_shortlink_lookup_pg_done(void *data, PGresult *res, ngx_int_t rc)
 }
 
 
-/* a found link goes to Redis too, for the other workers and nodes */
+/* a link PostgreSQL gave: into the zone, and into Redis for other nodes */
 
 static void
-ngx_http_shortlink_lookup_fill_redis(ngx_http_shortlink_lookup_t *lk,
-    ngx_http_shortlink_link_t *link)
+ngx_http_shortlink_lookup_fill(ngx_http_shortlink_main_conf_t *smcf,
+    ngx_str_t *code, ngx_http_shortlink_link_t *link)
 {
     time_t     ttl;
     ngx_str_t  value;
     u_char     buf[NGX_HTTP_SHORTLINK_URL_MAX_LEN + 64];
 
-    ttl = lk->smcf->redis_ttl;
+    if (smcf->zone) {
+        ngx_http_shortlink_cache_put(smcf->zone, code, link);
+    }
+
+    if (smcf->worker->redis == NULL) {
+        return;
+    }
+
+    ttl = smcf->redis_ttl;
 
     if (link->expires) {
         ttl = ngx_min(ttl, link->expires - ngx_time());
@@ -559,8 +554,7 @@ ngx_http_shortlink_lookup_fill_redis(ngx_http_shortlink_lookup_t *lk,
     value.data = buf;
     value.len = ngx_http_shortlink_link_encode(buf, link) - buf;
 
-    ngx_http_shortlink_redis_set(lk->smcf->worker->redis, &lk->sn.str,
-                                 &value, ttl);
+    ngx_http_shortlink_redis_set(smcf->worker->redis, code, &value, ttl);
 }
 
 
