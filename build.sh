@@ -117,7 +117,9 @@ run_unit_tests() {
         bin=$BUILD/unit/$(basename "$t" .c)
         # shellcheck disable=SC2086
         cc -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter -g $incs \
-            -o "$bin" "$t" "$ROOT/ngx_http_shortlink_module/ngx_http_shortlink_code.c" \
+            -o "$bin" "$t" \
+            "$ROOT/ngx_http_shortlink_module/ngx_http_shortlink_code.c" \
+            -lmurmurhash \
             || die "unit test $t does not build"
         log "unit: $(basename "$bin")"
         "$bin" | grep -v '^ok ' || status=1

@@ -5,11 +5,20 @@
  * The management API location ("shortlink_api").  nginx's part is small on
  * purpose: read the body, check it is UTF-8, and hand method, path, query,
  * body, bearer key and base URL to one SQL function, shortlink.api() in
- * sql/004_api.sql, which validates, authorises, writes and answers in
- * JSON.  The rules live there, so psql users get the same operations.
- * JSON is never parsed here.  A link the API created is put into the
- * caches at once, so its first visit is a cache hit; every other change
- * reaches the caches through PostgreSQL's notifications.
+ * sql/004_api.sql and sql/008_api_codes.sql, which validates,
+ * authorises, writes and answers in JSON.  The rules live there, so psql
+ * users get the same operations.  JSON is never parsed here.
+ *
+ * Codes of links created without one are generated here (MurmurHash3 of
+ * the URL and a random salt, ngx_http_shortlink_code.c), each candidate
+ * checked against the worker's bloom filter: a POST to /links or
+ * /links/bulk first asks PostgreSQL which items need a code and their
+ * URLs (shortlink.api_code_urls), then sends the candidates with the
+ * request (shortlink.api's p_codes); the primary key is the final guard.
+ *
+ * A link the API created is put into the caches at once, so its first
+ * visit is a cache hit; every other change reaches the caches through
+ * PostgreSQL's notifications.
  *
  * GET .../health is answered here: PostgreSQL (a live query), Redis, the
  * zone and the click queue.
@@ -27,6 +36,7 @@
 typedef struct {
     ngx_http_request_t              *request;
     ngx_http_shortlink_pg_query_t   *query;
+    ngx_str_t                        params[7];
     ngx_uint_t                       health;
 } ngx_http_shortlink_api_ctx_t;
 
@@ -34,6 +44,12 @@ typedef struct {
 static void ngx_http_shortlink_api_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_shortlink_api_params(ngx_http_request_t *r,
     ngx_str_t *params, const char **detail);
+static ngx_int_t ngx_http_shortlink_api_call(ngx_http_request_t *r,
+    ngx_http_shortlink_api_ctx_t *ctx);
+static void ngx_http_shortlink_api_urls_done(void *data, PGresult *res,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_shortlink_api_candidates(ngx_http_request_t *r,
+    ngx_http_shortlink_api_ctx_t *ctx, PGresult *res);
 static void ngx_http_shortlink_api_done(void *data, PGresult *res,
     ngx_int_t rc);
 static void ngx_http_shortlink_api_warm(ngx_http_request_t *r,
@@ -63,13 +79,17 @@ static const char  ngx_http_shortlink_api_sql[] =
     "SELECT a.status, a.body::text, c.code, c.url, c.status,"
     " extract(epoch FROM c.expires_at)::bigint,"
     " a.body->>'www_authenticate', a.body->>'allow', c.version, c.forward"
-    " FROM shortlink.api($1, $2, $3, $4, $5, $6) a"
+    " FROM shortlink.api($1, $2, $3, $4, $5, $6, nullif($7, '')::jsonb) a"
     " LEFT JOIN LATERAL (SELECT a.body->>'code' AS code,"
     " a.body->>'url' AS url, (a.body->>'redirect_status')::int AS status,"
     " (a.body->>'expires_at')::timestamptz AS expires_at,"
     " (a.body->>'version')::bigint AS version,"
     " (a.body->>'forward_query')::boolean AS forward"
     " WHERE a.status = 201 AND (a.body->>'enabled')::boolean) c ON true";
+
+/* which items of a POST body need a generated code, and their URLs */
+static const char  ngx_http_shortlink_api_urls_sql[] =
+    "SELECT idx, url FROM shortlink.api_code_urls($1, $2)";
 
 static const char  ngx_http_shortlink_api_ping[] = "SELECT 1";
 
@@ -119,7 +139,7 @@ static void
 ngx_http_shortlink_api_body(ngx_http_request_t *r)
 {
     ngx_int_t                        rc;
-    ngx_str_t                        params[6];
+    ngx_str_t                       *params, urls[2];
     const char                      *detail;
     ngx_http_cleanup_t              *cln;
     ngx_http_shortlink_api_ctx_t    *ctx;
@@ -144,13 +164,13 @@ ngx_http_shortlink_api_body(ngx_http_request_t *r)
     if (r->uri.len >= sizeof("/health") - 1
         && ngx_strncmp(r->uri.data + r->uri.len - (sizeof("/health") - 1),
                        "/health", sizeof("/health") - 1) == 0
-        && r->method == NGX_HTTP_GET)
+        && (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)))
     {
         ngx_http_finalize_request(r, ngx_http_shortlink_api_health(r, ctx));
         return;
     }
 
-    rc = ngx_http_shortlink_api_params(r, params, &detail);
+    rc = ngx_http_shortlink_api_params(r, ctx->params, &detail);
 
     if (rc != NGX_OK) {
         if (detail) {
@@ -164,11 +184,30 @@ ngx_http_shortlink_api_body(ngx_http_request_t *r)
         return;
     }
 
-    rc = ngx_http_shortlink_pg_exec(smcf->worker->pg,
-                                    ngx_http_shortlink_api_sql, 6, params,
-                                    smcf->pg.query_timeout * 5,
-                                    ngx_http_shortlink_api_done, ctx,
-                                    &ctx->query);
+    params = ctx->params;
+    ngx_str_set(&params[6], "");
+
+    if (r->method == NGX_HTTP_POST && params[3].len
+        && ((params[1].len == sizeof("/links") - 1
+             && ngx_strncmp(params[1].data, "/links", params[1].len) == 0)
+            || (params[1].len == sizeof("/links/bulk") - 1
+                && ngx_strncmp(params[1].data, "/links/bulk",
+                               params[1].len) == 0)))
+    {
+        /* first: which items need a code (path and body) */
+        urls[0] = params[1];
+        urls[1] = params[3];
+
+        rc = ngx_http_shortlink_pg_exec(smcf->worker->pg,
+                                        ngx_http_shortlink_api_urls_sql, 2,
+                                        urls,
+                                        smcf->pg.query_timeout * 5,
+                                        ngx_http_shortlink_api_urls_done,
+                                        ctx, &ctx->query);
+
+    } else {
+        rc = ngx_http_shortlink_api_call(r, ctx);
+    }
 
     if (rc == NGX_DECLINED) {
         rc = ngx_http_shortlink_api_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -182,6 +221,187 @@ ngx_http_shortlink_api_body(ngx_http_request_t *r)
     }
 
     /* answered from ngx_http_shortlink_api_done() */
+}
+
+
+/* the request itself: NGX_OK (answered later), NGX_DECLINED, or a status */
+
+static ngx_int_t
+ngx_http_shortlink_api_call(ngx_http_request_t *r,
+    ngx_http_shortlink_api_ctx_t *ctx)
+{
+    ngx_http_shortlink_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_shortlink_module);
+
+    return ngx_http_shortlink_pg_exec(smcf->worker->pg,
+                                      ngx_http_shortlink_api_sql, 7,
+                                      ctx->params,
+                                      smcf->pg.query_timeout * 5,
+                                      ngx_http_shortlink_api_done, ctx,
+                                      &ctx->query);
+}
+
+
+/* the URLs that need codes are known: generate, then send the request */
+
+static void
+ngx_http_shortlink_api_urls_done(void *data, PGresult *res, ngx_int_t rc)
+{
+    ngx_http_shortlink_api_ctx_t  *ctx = data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+    ctx->query = NULL;
+
+    if (rc != NGX_OK) {
+        rc = ngx_http_shortlink_api_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "Service Unavailable",
+                                            "PostgreSQL could not answer");
+        goto done;
+    }
+
+    if (ngx_http_shortlink_api_candidates(r, ctx, res) != NGX_OK) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    rc = ngx_http_shortlink_api_call(r, ctx);
+
+    if (rc == NGX_OK) {
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_shortlink_api_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "Service Unavailable",
+                                            "PostgreSQL is unavailable");
+    }
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * ctx->params[6] =
+ *     {"attempts":N,"length":L,"items":{"<index>":["code",...],...}}:
+ * for every row (index, url) of api_code_urls, the codes of up to N
+ * attempts (shortlink_code_attempts) that the bloom filter does not know.
+ * A code the filter knows may be taken: it costs an attempt and is not
+ * sent.  Written here, never parsed: digits, base62 letters and
+ * punctuation only.
+ */
+
+static ngx_int_t
+ngx_http_shortlink_api_candidates(ngx_http_request_t *r,
+    ngx_http_shortlink_api_ctx_t *ctx, PGresult *res)
+{
+    u_char                          *p;
+    size_t                           len;
+    uint32_t                         salt;
+    ngx_int_t                        n;
+    ngx_str_t                        code, *arg;
+    ngx_uint_t                       row, rows, attempt, sent, length;
+    ngx_http_shortlink_loc_conf_t   *slcf;
+    ngx_http_shortlink_main_conf_t  *smcf;
+    ngx_http_shortlink_bloom_t      *bloom;
+    u_char                           buf[NGX_HTTP_SHORTLINK_CODE_GEN_MAX];
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_shortlink_module);
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_shortlink_module);
+
+    rows = PQntuples(res);
+
+    if (rows == 0 || rows > 1000 || PQnfields(res) != 2) {
+        /* nothing to generate, or a bulk body PostgreSQL refuses anyway */
+        return NGX_OK;
+    }
+
+    /* ?code_length= overrides the directive; a bad one is SQL's 400 */
+
+    length = slcf->code_length;
+    arg = &code;
+
+    if (ngx_http_arg(r, (u_char *) "code_length", sizeof("code_length") - 1,
+                     arg)
+        == NGX_OK)
+    {
+        n = ngx_atoi(arg->data, arg->len);
+
+        if (n >= NGX_HTTP_SHORTLINK_CODE_GEN_MIN
+            && n <= NGX_HTTP_SHORTLINK_CODE_GEN_MAX)
+        {
+            length = (ngx_uint_t) n;
+        }
+    }
+
+    len = sizeof("{\"attempts\":,\"length\":,\"items\":{}}") - 1
+          + 2 * NGX_INT_T_LEN
+          + rows * (sizeof("\"\":[],") - 1 + NGX_INT_T_LEN
+                    + slcf->code_attempts * (length + sizeof("\"\",") - 1));
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->params[6].data = p;
+
+    p = ngx_sprintf(p, "{\"attempts\":%ui,\"length\":%ui,\"items\":{",
+                    slcf->code_attempts, length);
+
+    bloom = smcf->worker->bloom;
+
+    for (row = 0; row < rows; row++) {
+        p = ngx_sprintf(p, "%s\"%*s\":[", row ? "," : "",
+                        (size_t) PQgetlength(res, row, 0),
+                        PQgetvalue(res, row, 0));
+        sent = 0;
+
+        for (attempt = 0; attempt < slcf->code_attempts; attempt++) {
+            salt = (uint32_t) ngx_random() ^ ((uint32_t) ngx_random() << 16);
+
+            ngx_http_shortlink_code_generate(buf, length,
+                                        (u_char *) PQgetvalue(res, row, 1),
+                                        PQgetlength(res, row, 1), salt);
+
+            code.data = buf;
+            code.len = length;
+
+            /* "bulk" would be the route /links/bulk */
+            if ((length == 4 && ngx_strncmp(buf, "bulk", 4) == 0)
+                || (bloom && ngx_http_shortlink_bloom_present(bloom, &code)))
+            {
+                ngx_http_shortlink_metric_add(
+                    ngx_http_shortlink_metrics_get(smcf->metrics),
+                    code_collisions, 1);
+                continue;
+            }
+
+            p = ngx_sprintf(p, "%s\"%*s\"", sent ? "," : "", length, buf);
+            sent++;
+        }
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "shortlink api: item %*s: %ui candidate codes",
+                       (size_t) PQgetlength(res, row, 0),
+                       PQgetvalue(res, row, 0), sent);
+
+        *p++ = ']';
+    }
+
+    *p++ = '}';
+    *p++ = '}';
+
+    ctx->params[6].len = p - ctx->params[6].data;
+
+    return NGX_OK;
 }
 
 

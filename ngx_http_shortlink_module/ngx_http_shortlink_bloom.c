@@ -45,6 +45,7 @@ struct ngx_http_shortlink_bloom_s {
     struct bloom                      current;
     struct bloom                      next;      /* being built */
     ngx_uint_t                        count;     /* rows in next */
+    ngx_uint_t                        codes;     /* in current */
     ngx_uint_t                        generation;
     ngx_uint_t                        build_generation;
 
@@ -128,16 +129,47 @@ ngx_http_shortlink_bloom_absent(ngx_http_shortlink_bloom_t *b,
 }
 
 
+/* 1: the code may exist (a trusted filter has it); 0: free, or unknown */
+
+ngx_uint_t
+ngx_http_shortlink_bloom_present(ngx_http_shortlink_bloom_t *b,
+    ngx_str_t *code)
+{
+    if (!b->trusted) {
+        return 0;
+    }
+
+    return bloom_check(&b->current, code->data, (int) code->len) == 1;
+}
+
+
 void
 ngx_http_shortlink_bloom_add(ngx_http_shortlink_bloom_t *b, ngx_str_t *code)
 {
-    if (b->current.ready) {
-        (void) bloom_add(&b->current, code->data, (int) code->len);
+    /* bloom_add() is 0 when the code was not in the filter yet */
+
+    if (b->current.ready
+        && bloom_add(&b->current, code->data, (int) code->len) == 0)
+    {
+        b->codes++;
     }
 
-    if (b->building && b->next.ready) {
-        (void) bloom_add(&b->next, code->data, (int) code->len);
+    if (b->building && b->next.ready
+        && bloom_add(&b->next, code->data, (int) code->len) == 0)
+    {
+        b->count++;
     }
+}
+
+
+/* codes in the filter in use (0 while none is built), and its capacity */
+
+void
+ngx_http_shortlink_bloom_stats(ngx_http_shortlink_bloom_t *b,
+    ngx_uint_t *codes, ngx_uint_t *capacity)
+{
+    *codes = b->current.ready ? b->codes : 0;
+    *capacity = b->current.ready ? b->conf->capacity : 0;
 }
 
 
@@ -243,6 +275,7 @@ ngx_http_shortlink_bloom_built(void *data, PGresult *res, ngx_int_t rc)
 
     b->current = b->next;
     ngx_memzero(&b->next, sizeof(struct bloom));
+    b->codes = b->count;
     b->trusted = 1;
 
     ngx_log_error(NGX_LOG_INFO, b->log, 0,

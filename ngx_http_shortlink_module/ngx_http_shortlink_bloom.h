@@ -34,8 +34,12 @@ void ngx_http_shortlink_bloom_destroy(ngx_http_shortlink_bloom_t *b);
 
 ngx_uint_t ngx_http_shortlink_bloom_absent(ngx_http_shortlink_bloom_t *b,
     ngx_str_t *code);
+ngx_uint_t ngx_http_shortlink_bloom_present(ngx_http_shortlink_bloom_t *b,
+    ngx_str_t *code);
 void ngx_http_shortlink_bloom_add(ngx_http_shortlink_bloom_t *b,
     ngx_str_t *code);
+void ngx_http_shortlink_bloom_stats(ngx_http_shortlink_bloom_t *b,
+    ngx_uint_t *codes, ngx_uint_t *capacity);
 void ngx_http_shortlink_bloom_listening(ngx_http_shortlink_bloom_t *b,
     ngx_uint_t up);
 

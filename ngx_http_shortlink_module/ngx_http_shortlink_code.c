@@ -2,15 +2,22 @@
 /*
  * Copyright (C) ngx_http_shortlink_module authors
  *
- * Short codes: validation and extraction from the URI.  This file must stay
- * free of I/O and allocation so that it can be unit-tested on its own.
+ * Short codes: validation, extraction from the URI, and generation.  This
+ * file must stay free of I/O and allocation so that it can be unit-tested
+ * on its own.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include <murmurhash.h>
+
 #include "ngx_http_shortlink_code.h"
+
+
+static const u_char  ngx_http_shortlink_code_base62[] =
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 
 /* 1 for [0-9A-Za-z_-], 0 for every other byte */
@@ -68,4 +75,35 @@ ngx_http_shortlink_code_from_uri(ngx_str_t *uri, ngx_str_t *code)
 
     code->data = p;
     code->len = last - p;
+}
+
+
+/*
+ * A candidate code: len (4..16) base62 digits of MurmurHash3 (x64, 128 bits)
+ * of the URL, seeded with the salt.  The caller picks a new random salt
+ * for every attempt, so shortening one URL twice gives two codes.  The
+ * first 10 digits come from the hash's first 64 bits (62^10 < 2^64), the
+ * rest from the second: 16 digits use 60 + 36 of the 128 bits, and every
+ * digit is close to uniform (the remainder's bias is below 62 / 2^64).
+ */
+
+void
+ngx_http_shortlink_code_generate(u_char *dst, size_t len, u_char *url,
+    size_t url_len, uint32_t salt)
+{
+    size_t    i;
+    uint64_t  h[2], v;
+
+    lmmh_x64_128(url, (unsigned int) url_len, salt, h);
+
+    v = h[0];
+
+    for (i = 0; i < len; i++) {
+        if (i == 10) {
+            v = h[1];
+        }
+
+        dst[i] = ngx_http_shortlink_code_base62[v % 62];
+        v /= 62;
+    }
 }

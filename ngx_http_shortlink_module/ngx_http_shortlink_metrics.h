@@ -19,6 +19,21 @@
 #define NGX_HTTP_SHORTLINK_M_OUTCOMES  5
 #define NGX_HTTP_SHORTLINK_M_TIERS     9
 #define NGX_HTTP_SHORTLINK_M_BUCKETS   11
+#define NGX_HTTP_SHORTLINK_M_WORKERS   64
+
+
+/*
+ * What one worker holds, published by the worker itself every second into
+ * the slot of its worker number (a respawned worker takes its
+ * predecessor's slot; a worker shutting down stops publishing).
+ */
+typedef struct {
+    ngx_atomic_t  pid;                  /* 0: slot unused */
+    ngx_atomic_t  pg_open;
+    ngx_atomic_t  pg_busy;
+    ngx_atomic_t  bloom_codes;
+    ngx_atomic_t  bloom_capacity;       /* 0: no filter built */
+} ngx_http_shortlink_metrics_worker_t;
 
 
 typedef struct {
@@ -28,11 +43,15 @@ typedef struct {
     ngx_atomic_t  lookup_count;
     ngx_atomic_t  lookup_msec;
     ngx_atomic_t  pg_lookups;
-    ngx_atomic_t  pg_errors;
+    ngx_atomic_t  pg_errors;            /* counted by the backends */
+    ngx_atomic_t  pg_timeouts;
     ngx_atomic_t  redis_errors;
+    ngx_atomic_t  redis_timeouts;
     ngx_atomic_t  flush_batches;
     ngx_atomic_t  flush_failures;
     ngx_atomic_t  flush_lag_msec;
+    ngx_atomic_t  code_collisions;
+    ngx_http_shortlink_metrics_worker_t  workers[NGX_HTTP_SHORTLINK_M_WORKERS];
 } ngx_http_shortlink_metrics_t;
 
 

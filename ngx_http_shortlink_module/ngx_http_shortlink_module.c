@@ -73,6 +73,16 @@ static ngx_conf_enum_t  ngx_http_shortlink_click_ip_modes[] = {
 };
 
 
+static ngx_conf_num_bounds_t  ngx_http_shortlink_code_length_bounds = {
+    ngx_conf_check_num_bounds, NGX_HTTP_SHORTLINK_CODE_GEN_MIN,
+    NGX_HTTP_SHORTLINK_CODE_GEN_MAX
+};
+
+static ngx_conf_num_bounds_t  ngx_http_shortlink_code_attempts_bounds = {
+    ngx_conf_check_num_bounds, 1, 100
+};
+
+
 static ngx_command_t  ngx_http_shortlink_commands[] = {
 
     { ngx_string("shortlink"),
@@ -88,6 +98,20 @@ static ngx_command_t  ngx_http_shortlink_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("shortlink_code_length"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_shortlink_loc_conf_t, code_length),
+      &ngx_http_shortlink_code_length_bounds },
+
+    { ngx_string("shortlink_code_attempts"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_shortlink_loc_conf_t, code_attempts),
+      &ngx_http_shortlink_code_attempts_bounds },
 
     { ngx_string("shortlink_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -313,6 +337,8 @@ ngx_http_shortlink_create_loc_conf(ngx_conf_t *cf)
     slcf->cookie_max_age = NGX_CONF_UNSET;
     slcf->click_ip = NGX_CONF_UNSET_UINT;
     slcf->respect_dnt = NGX_CONF_UNSET;
+    slcf->code_length = NGX_CONF_UNSET_UINT;
+    slcf->code_attempts = NGX_CONF_UNSET_UINT;
 
     return slcf;
 }
@@ -343,6 +369,8 @@ ngx_http_shortlink_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->click_ip, prev->click_ip,
                               NGX_HTTP_SHORTLINK_CLICK_IP_ANONYMIZE);
     ngx_conf_merge_value(conf->respect_dnt, prev->respect_dnt, 1);
+    ngx_conf_merge_uint_value(conf->code_length, prev->code_length, 7);
+    ngx_conf_merge_uint_value(conf->code_attempts, prev->code_attempts, 10);
 
     if (!conf->enable) {
         return NGX_CONF_OK;

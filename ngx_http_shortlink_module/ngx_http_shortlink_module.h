@@ -15,6 +15,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_shortlink_code.h"
 #include "ngx_http_shortlink_link.h"
 #include "ngx_http_shortlink_cache.h"
 #include "ngx_http_shortlink_pg.h"
@@ -72,6 +73,8 @@ typedef struct {
     ngx_flag_t                        respect_dnt;
     ngx_int_t                         dnt_index;
     ngx_int_t                         gpc_index;
+    ngx_uint_t                        code_length;   /* generated codes */
+    ngx_uint_t                        code_attempts;
 } ngx_http_shortlink_loc_conf_t;
 
 

@@ -48,6 +48,18 @@ sub api {
     return ($status, length $text ? $json->decode($text) : undef);
 }
 
+# one API call with candidate codes (what nginx sends): p_codes as JSON
+sub api_codes {
+    my ($method, $path, $query, $body, $key, $codes) = @_;
+    $body = $json->encode($body) if ref $body;
+    my $out = sql_value(
+        'SELECT status || \'|\' || coalesce(body::text, \'\') FROM shortlink.api('
+        . join(', ', map { q_($_) } $method, $path, $query, $body, $key, $BASE)
+        . ', ' . q_($json->encode($codes)) . '::jsonb)');
+    my ($status, $text) = split /\|/, $out, 2;
+    return ($status, length $text ? $json->decode($text) : undef);
+}
+
 # a fingerprint of everything the API could write
 sub fingerprint {
     return sql_value(q{
@@ -256,12 +268,14 @@ refused(404, 'unknown link PATCH', 'PATCH', "/links/$P-none", undef, { title => 
 refused(404, 'unknown link DELETE', 'DELETE', "/links/$P-none", undef, undef, $alice);
 refused(404, 'unknown link stats', 'GET', "/links/$P-none/stats", undef, undef, $alice);
 
-for my $c ([ 'PUT', '/links', 'GET, POST' ], [ 'DELETE', '/links', 'GET, POST' ],
+for my $c ([ 'PUT', '/links', 'GET, HEAD, POST' ],
+           [ 'DELETE', '/links', 'GET, HEAD, POST' ],
            [ 'GET', '/links/bulk', 'POST' ], [ 'PATCH', '/links/bulk', 'POST' ],
-           [ 'POST', "/links/$P-a", 'GET, PATCH, DELETE' ],
-           [ 'PUT', "/links/$P-a", 'GET, PATCH, DELETE' ],
-           [ 'DELETE', "/links/$P-a/stats", 'GET' ],
-           [ "GET'; DROP TABLE shortlink.links; --", '/links', 'GET, POST' ]) {
+           [ 'HEAD', '/links/bulk', 'POST' ],
+           [ 'POST', "/links/$P-a", 'GET, HEAD, PATCH, DELETE' ],
+           [ 'PUT', "/links/$P-a", 'GET, HEAD, PATCH, DELETE' ],
+           [ 'DELETE', "/links/$P-a/stats", 'GET, HEAD' ],
+           [ "GET'; DROP TABLE shortlink.links; --", '/links', 'GET, HEAD, POST' ]) {
     my $body = refused(405, "$c->[0] $c->[1]", $c->[0], $c->[1], undef,
                        { url => 'https://e.com/' }, $alice);
     is($body->{allow}, $c->[2], "$c->[0] $c->[1]: allow $c->[2]");
@@ -489,21 +503,73 @@ is(scalar @{ $b->{links} }, 50, 'limit defaults to 50');
 is_deeply($b, { links => [], next_cursor => undef }, 'nothing found: an empty page');
 
 
-# --- 100,000 generated codes --------------------------------------------------------
+# --- candidate codes from nginx (p_codes) ---------------------------------------------
+
+# which items need a code: objects without "code" whose url is a string
+is(join(' ', map { join ':', @$_ } @{ sql_rows(
+       q{SELECT idx, url FROM shortlink.api_code_urls('/links/bulk',
+           '[{"url":"https://e.com/0"},{"url":"https://e.com/1","code":"x"},
+             "no",{"url":7},{"url":"https://e.com/4,\"q\""}]')}) }),
+   '0:https://e.com/0 4:https://e.com/4,"q"', 'api_code_urls: bulk items without code');
+is(join(' ', map { join ':', @$_ } @{ sql_rows(
+       q{SELECT idx, url FROM shortlink.api_code_urls('/links', '{"url":"https://e.com/"}')}) }),
+   '0:https://e.com/', 'api_code_urls: one link');
+is(scalar @{ sql_rows(q~SELECT * FROM shortlink.api_code_urls('/links', '{"url":')~) }, 0,
+   'api_code_urls: malformed JSON, no row');
+is(scalar @{ sql_rows(q{SELECT * FROM shortlink.api_code_urls('/links/x', '{"url":"https://e.com/"}')}) },
+   0, 'api_code_urls: another route, no row');
+
+sql("INSERT INTO shortlink.links (code, url) VALUES ('${P}cand1', 'https://e.com/')");
+($st, $b) = api_codes('POST', '/links', undef, { url => 'https://example.com/c' }, $alice,
+                      { attempts => 3, items => { 0 => [ "${P}cand1", "${P}cand2" ] } });
+is("$st $b->{code}", "201 ${P}cand2", 'candidates: a taken one is skipped, the next is used');
+my $before = fingerprint();
+($st, $b) = api_codes('POST', '/links', undef, { url => 'https://example.com/c' }, $alice,
+                      { attempts => 4, items => { 0 => [ "${P}cand1", "${P}cand2" ] } });
+is($st, 503, 'candidates all taken: 503');
+like($b->{detail}, qr/^4 generated codes of length 7 were all taken/,
+     'candidates all taken: the detail counts nginx\'s attempts');
+is(fingerprint(), $before, 'candidates all taken: nothing written');
+($st, $b) = api_codes('POST', '/links', undef, { url => 'https://example.com/c' }, $alice,
+                      { attempts => 2, items => {} });
+is($st, 503, 'no candidate for the item (all refused by the bloom filter): 503');
+($st, $b) = api_codes('POST', '/links', undef, { url => 'https://example.com/c', code => "${P}own" },
+                      $alice, { attempts => 2, items => { 0 => [ "${P}cand3" ] } });
+is("$st $b->{code}", "201 ${P}own", 'candidates: a chosen code wins');
+($st, $b) = api_codes('POST', '/links/bulk', undef,
+                      [ { url => 'https://example.com/0' }, { url => 'https://example.com/1' },
+                        { url => 'https://example.com/2' } ], $alice,
+                      { attempts => 1, items => { 0 => [ "${P}cand4" ], 2 => [ "${P}cand5" ] } });
+is_deeply([ map { $_->{status} == 201 ? $_->{link}{code} : $_->{status} } @{ $b->{results} } ],
+          [ "${P}cand4", 503, "${P}cand5" ], 'bulk candidates: per item index');
+($st, $b) = api_codes('POST', '/links', undef, { url => 'https://example.com/c' }, $alice,
+                      { attempts => 2, items => { 0 => [ "bad code", "bulk", "${P}cand6" ] } });
+is("$st $b->{code}", "201 ${P}cand6", 'candidates: malformed ones and "bulk" are skipped');
+
+
+# --- HEAD is GET ----------------------------------------------------------------------
+
+($st, $b) = api('HEAD', "/links/${P}cand6", undef, undef, $alice);
+is("$st $b->{code}", "200 ${P}cand6", 'HEAD /links/{code}: as GET');
+($st, $b) = api('HEAD', '/links', 'limit=1', undef, $alice);
+is($st, 200, 'HEAD /links: as GET');
+
+
+# --- generated codes without nginx (psql): 10,000 ---------------------------------------
 
 my %codes;
 my $created = 0;
-for my $call (1 .. 100) {
+for my $call (1 .. 10) {
     ($st, $b) = api('POST', '/links/bulk', undef,
                     [ map { { url => "https://example.com/same-for-all" } } 1 .. 1000 ], $gen);
     $created += $b->{created} if $st == 200;
     $codes{ $_->{link}{code} }++ for grep { $_->{status} == 201 } @{ $b->{results} };
 }
-is($created, 100_000, '100 bulk calls of 1000 created 100,000 links');
-is(scalar keys %codes, 100_000, '100,000 distinct generated codes');
+is($created, 10_000, '10 bulk calls of 1000 created 10,000 links');
+is(scalar keys %codes, 10_000, '10,000 distinct generated codes');
 is(scalar(grep { !/^[0-9A-Za-z]{7}$/ } keys %codes), 0, 'all 7 base62 characters');
 is(sql_value("SELECT count(DISTINCT code) FROM shortlink.links WHERE owner = '$P-gen'"),
-   100_000, 'and 100,000 rows in the table');
+   10_000, 'and 10,000 rows in the table');
 
 
 # --- cleanup ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ use Exporter 'import';
 use POSIX ':sys_wait_h';
 use Time::HiRes qw(sleep);
 
-our @EXPORT = qw(sql sql_value sql_bg pg_stop pg_start pg_wait_bg
+our @EXPORT = qw(sql sql_value sql_rows sql_bg pg_stop pg_start pg_wait_bg
                  silent_listener redis redis_stop redis_start);
 
 my @background;
@@ -35,6 +35,13 @@ sub sql_value {
     my $out = _psql($sql, '-At');
     chomp $out;
     return $out;
+}
+
+# rows as array refs of column values (no NULLs told apart from '')
+sub sql_rows {
+    my ($sql) = @_;
+    my $out = _psql($sql, '-At', '-F', "\x1f");
+    return [ map { [ split /\x1f/, $_, -1 ] } split /\n/, $out ];
 }
 
 sub _psql {

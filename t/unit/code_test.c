@@ -49,11 +49,29 @@ segment_is(const char *uri, const char *expect)
 }
 
 
+/* a generated code of len digits for url and salt, NUL-terminated */
+static const char *
+gen(const char *url, size_t len, uint32_t salt)
+{
+    static u_char  out[NGX_HTTP_SHORTLINK_CODE_GEN_MAX + 1];
+
+    ngx_memset(out, '#', sizeof(out));
+    ngx_http_shortlink_code_generate(out, len, (u_char *) url, strlen(url),
+                                     salt);
+    out[len] = '\0';
+
+    return (const char *) out;
+}
+
+
 int
 main(void)
 {
-    int   c;
-    char  buf[80], one[2];
+    int          c, same, distinct;
+    char         buf[80], one[2], first[NGX_HTTP_SHORTLINK_CODE_GEN_MAX + 1];
+    uint32_t     salt;
+    ngx_uint_t   counts[62], i, n;
+    const char  *code;
 
     ok(valid("Ab3xY9"), "letters and digits are valid");
     ok(valid("a_b-c"), "underscore and dash are valid");
@@ -93,6 +111,67 @@ main(void)
     ok(segment_is("/", ""), "/ gives an empty code");
     ok(segment_is("Ab3", "Ab3"), "a URI without a slash is the code");
     ok(segment_is("", ""), "the empty URI gives an empty code");
+
+    /*
+     * generation: MurmurHash3 x64 128 of "hello" with seed 0 is
+     * cbd8a7b341bd9b02 5b1e906a48ae1d19 (the reference implementation's
+     * published vector); its base62 digits, least significant first, are
+     * these
+     */
+    ok(strcmp(gen("hello", 16, 0), "4HMR20hH4VJXEyFG") == 0,
+       "16 digits of MurmurHash3(\"hello\", 0) in base62");
+    ok(strcmp(gen("hello", 7, 0), "4HMR20h") == 0,
+       "7 digits are the first 7 of the 16");
+    ok(strcmp(gen("hello", 4, 0), "4HMR") == 0, "4 digits");
+
+    strcpy(first, gen("https://example.com/", 7, 1));
+    ok(strcmp(gen("https://example.com/", 7, 1), first) == 0,
+       "the same URL and salt give the same code");
+    ok(strcmp(gen("https://example.com/", 7, 2), first) != 0,
+       "another salt gives another code");
+    ok(strcmp(gen("https://example.com/x", 7, 1), first) != 0,
+       "another URL gives another code");
+
+    /* 20,000 codes of one URL with consecutive salts: all valid, all of
+       the requested length, no repeat among 7-digit codes, digits spread */
+    ngx_memzero(counts, sizeof(counts));
+    same = 0;
+    distinct = 1;
+    n = 20000;
+
+    for (salt = 0; salt < n; salt++) {
+        code = gen("https://example.com/a/long/path?q=1", 7, salt);
+
+        if (strlen(code) != 7
+            || !ngx_http_shortlink_code_valid((u_char *) code, 7))
+        {
+            break;
+        }
+
+        for (i = 0; i < 7; i++) {
+            counts[strchr("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                          "abcdefghijklmnopqrstuvwxyz", code[i])
+                   - "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                     "abcdefghijklmnopqrstuvwxyz"]++;
+        }
+
+        if (salt == 0) {
+            strcpy(first, code);
+
+        } else if (strcmp(code, first) == 0) {
+            same++;
+        }
+    }
+    ok(salt == n, "every generated code is 7 valid characters");
+    ok(same == 0, "no salt repeats the first code");
+
+    /* 140,000 digits over 62 values: about 2258 each */
+    for (i = 0; i < 62; i++) {
+        if (counts[i] < 2000 || counts[i] > 2520) {
+            distinct = 0;
+        }
+    }
+    ok(distinct, "every base62 digit appears about equally often");
 
     printf("1..%d\n", tests);
     printf("%d passed, %d failed\n", tests - failures, failures);
