@@ -4,10 +4,16 @@
  *
  * Links: validity of a target and the Redis value format
  *
- *     "<status> <expires> <forward> <url>"   e.g. "302 0 0 https://x.org/"
+ *     "v<version> <status> <expires> <forward> <url>"
+ *                                         e.g. "v3 302 0 0 https://x.org/"
+ *     "v<version> -"                      a tombstone: changed, ask again
  *
- * where expires is the link's expires_at as a Unix time, 0 for never, and
- * forward is 1 when the visitor's query string goes to the target.
+ * where version is the row's version (links.version), expires the link's
+ * expires_at as a Unix time, 0 for never, and forward is 1 when the
+ * visitor's query string goes to the target.  Redis keeps a value only
+ * if no newer version is stored (ngx_http_shortlink_redis.c), and a
+ * change leaves a tombstone of its version, so a lookup that read the
+ * old row before the change cannot put it back afterwards.
  * Every value read back is validated as strictly as a database row: Redis
  * is a cache anyone on the network segment might write to.  Pure functions:
  * no I/O, no allocation.
@@ -72,30 +78,59 @@ ngx_http_shortlink_link_expired(ngx_http_shortlink_link_t *link, time_t now)
 size_t
 ngx_http_shortlink_link_encoded_len(ngx_http_shortlink_link_t *link)
 {
-    return sizeof("302 ") - 1 + NGX_TIME_T_LEN + sizeof(" 0 ") - 1
-           + link->url.len;
+    return sizeof("v ") - 1 + NGX_INT64_LEN + sizeof("302 ") - 1
+           + NGX_TIME_T_LEN + sizeof(" 0 ") - 1 + link->url.len;
 }
 
 
 u_char *
 ngx_http_shortlink_link_encode(u_char *p, ngx_http_shortlink_link_t *link)
 {
-    return ngx_sprintf(p, "%ui %T %ui %V", link->status, link->expires,
-                       link->forward ? 1 : 0, &link->url);
+    return ngx_sprintf(p, "v%L %ui %T %ui %V", link->version, link->status,
+                       link->expires, link->forward ? 1 : 0, &link->url);
 }
 
 
-/* link->url points into value; NGX_ERROR for anything malformed */
+/*
+ * link->url points into value.  NGX_DECLINED for a tombstone (link->version
+ * is set), NGX_ERROR for anything malformed, values of an older format
+ * included.
+ */
 
 ngx_int_t
 ngx_http_shortlink_link_decode(ngx_str_t *value,
     ngx_http_shortlink_link_t *link)
 {
     u_char     *p, *last, *sp;
+    off_t       version;
     ngx_int_t   n;
 
     p = value->data;
     last = p + value->len;
+
+    if (p == last || *p != 'v') {
+        return NGX_ERROR;
+    }
+
+    p++;
+
+    sp = ngx_strlchr(p, last, ' ');
+    if (sp == NULL) {
+        return NGX_ERROR;
+    }
+
+    version = ngx_atoof(p, sp - p);
+    if (version == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    link->version = (int64_t) version;
+
+    p = sp + 1;
+
+    if (last - p == 1 && *p == '-') {
+        return NGX_DECLINED;
+    }
 
     sp = ngx_strlchr(p, last, ' ');
     if (sp == NULL) {
@@ -132,7 +167,6 @@ ngx_http_shortlink_link_decode(ngx_str_t *value,
 
     link->url.data = sp + 1;
     link->url.len = last - link->url.data;
-    link->version = 0;
 
     if (!ngx_http_shortlink_link_valid(link)) {
         return NGX_ERROR;

@@ -208,7 +208,8 @@ ngx_http_shortlink_lookup_invalidate(ngx_http_shortlink_main_conf_t *smcf,
     }
 
     if (smcf->worker->redis) {
-        ngx_http_shortlink_redis_del(smcf->worker->redis, code);
+        ngx_http_shortlink_redis_invalidate(smcf->worker->redis, code,
+                                            version, smcf->redis_ttl);
     }
 }
 
@@ -384,15 +385,11 @@ ngx_http_shortlink_lookup_redis_done(void *data, ngx_int_t rc,
 
     lk->redis = NULL;
 
-    if (rc == NGX_ERROR) {
-        ngx_http_shortlink_metric_add(
-            ngx_http_shortlink_metrics_get(lk->smcf->metrics),
-            redis_errors, 1);
-    }
-
     if (rc == NGX_OK) {
 
-        if (ngx_http_shortlink_link_decode(value, &link) == NGX_OK) {
+        rc = ngx_http_shortlink_link_decode(value, &link);
+
+        if (rc == NGX_OK) {
             if (!ngx_http_shortlink_link_expired(&link, ngx_time())) {
                 if (lk->smcf->zone && !lk->invalidated) {
                     ngx_http_shortlink_cache_put(lk->smcf->zone, &lk->sn.str,
@@ -403,11 +400,13 @@ ngx_http_shortlink_lookup_redis_done(void *data, ngx_int_t rc,
                 goto done;
             }
 
-        } else {
+        } else if (rc == NGX_ERROR) {
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                           "shortlink: malformed Redis value for \"%V\" "
                           "ignored", &lk->sn.str);
         }
+
+        /* NGX_DECLINED: a tombstone, the link changed: PostgreSQL knows */
     }
 
     /* not in Redis, or Redis failed: PostgreSQL */
@@ -554,7 +553,8 @@ ngx_http_shortlink_lookup_fill(ngx_http_shortlink_main_conf_t *smcf,
     value.data = buf;
     value.len = ngx_http_shortlink_link_encode(buf, link) - buf;
 
-    ngx_http_shortlink_redis_set(smcf->worker->redis, code, &value, ttl);
+    ngx_http_shortlink_redis_set(smcf->worker->redis, code, link->version,
+                                 &value, ttl);
 }
 
 

@@ -312,9 +312,25 @@ ngx_http_shortlink_redis_detach(ngx_http_shortlink_redis_cmd_t *cmd)
 
 /* a ttl <= 0 means the value must not be cached: nothing is sent */
 
+/*
+ * SET unless a newer version is stored: one script, so nothing can come
+ * between the comparison and the write.  A value of another format (no
+ * "v<digits> " prefix) counts as older.
+ */
+
+static const char  ngx_http_shortlink_redis_set_script[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v then "
+    "local cur = tonumber(string.match(v, '^v(%d+) ')) "
+    "if cur and cur > tonumber(ARGV[1]) then return 0 end "
+    "end "
+    "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
+    "return 1";
+
+
 void
 ngx_http_shortlink_redis_set(ngx_http_shortlink_redis_t *rd, ngx_str_t *key,
-    ngx_str_t *value, time_t ttl)
+    int64_t version, ngx_str_t *value, time_t ttl)
 {
     if (ttl <= 0 || !ngx_http_shortlink_redis_usable(rd)) {
         return;
@@ -326,35 +342,64 @@ ngx_http_shortlink_redis_set(ngx_http_shortlink_redis_t *rd, ngx_str_t *key,
 
     if (ngx_http_shortlink_redis_command(rd,
                                          ngx_http_shortlink_redis_write_done,
-                                         "SET", "SET %b%b %b EX %d",
+                                         "SET",
+                                         "EVAL %s 1 %b%b %lld %b %d",
+                                         ngx_http_shortlink_redis_set_script,
                                          rd->prefix.data, rd->prefix.len,
                                          key->data, key->len,
+                                         (long long) version,
                                          value->data, value->len, (int) ttl)
         == NGX_OK)
     {
-        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, rd->log, 0,
-                       "shortlink redis: SET \"%V%V\" EX %T",
-                       &rd->prefix, key, ttl);
+        ngx_log_debug4(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                       "shortlink redis: SET \"%V%V\" v%L EX %T",
+                       &rd->prefix, key, version, ttl);
     }
 }
 
 
 void
-ngx_http_shortlink_redis_del(ngx_http_shortlink_redis_t *rd, ngx_str_t *key)
+ngx_http_shortlink_redis_invalidate(ngx_http_shortlink_redis_t *rd,
+    ngx_str_t *key, int64_t version, time_t ttl)
 {
+    ngx_int_t  rc;
+    ngx_str_t  tomb;
+    u_char     buf[NGX_INT64_LEN + sizeof("v -")];
+
     if (!ngx_http_shortlink_redis_usable(rd)) {
         return;
     }
 
-    if (ngx_http_shortlink_redis_command(rd,
+    if (version <= 0 || version == INT64_MAX || ttl <= 0) {
+        rc = ngx_http_shortlink_redis_command(rd,
                                          ngx_http_shortlink_redis_write_done,
                                          "DEL", "DEL %b%b",
                                          rd->prefix.data, rd->prefix.len,
-                                         key->data, key->len)
-        == NGX_OK)
-    {
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
-                       "shortlink redis: DEL \"%V%V\"", &rd->prefix, key);
+                                         key->data, key->len);
+
+    } else {
+        if (ttl > NGX_MAX_INT32_VALUE) {
+            ttl = NGX_MAX_INT32_VALUE;
+        }
+
+        tomb.data = buf;
+        tomb.len = ngx_sprintf(buf, "v%L -", version) - buf;
+
+        rc = ngx_http_shortlink_redis_command(rd,
+                                         ngx_http_shortlink_redis_write_done,
+                                         "SET",
+                                         "EVAL %s 1 %b%b %lld %b %d",
+                                         ngx_http_shortlink_redis_set_script,
+                                         rd->prefix.data, rd->prefix.len,
+                                         key->data, key->len,
+                                         (long long) version,
+                                         tomb.data, tomb.len, (int) ttl);
+    }
+
+    if (rc == NGX_OK) {
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                       "shortlink redis: invalidate \"%V%V\" v%L",
+                       &rd->prefix, key, version);
     }
 }
 

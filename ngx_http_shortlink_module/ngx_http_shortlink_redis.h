@@ -59,16 +59,23 @@ ngx_int_t ngx_http_shortlink_redis_get(ngx_http_shortlink_redis_t *rd,
 /* the asker goes away: its handler will not be called */
 void ngx_http_shortlink_redis_detach(ngx_http_shortlink_redis_cmd_t *cmd);
 
-/* SET <prefix><key> <value> EX <ttl>, fire and forget; no-op when down */
+/*
+ * <prefix><key> = value (which starts "v<version> ") for ttl seconds,
+ * unless Redis holds a newer version; fire and forget; no-op when down
+ */
 void ngx_http_shortlink_redis_set(ngx_http_shortlink_redis_t *rd,
-    ngx_str_t *key, ngx_str_t *value, time_t ttl);
+    ngx_str_t *key, int64_t version, ngx_str_t *value, time_t ttl);
 
 /* 1 while lookups can use Redis (connected and answering) */
 ngx_uint_t ngx_http_shortlink_redis_up(ngx_http_shortlink_redis_t *rd);
 
-/* DEL <prefix><key>, fire and forget; no-op when down */
-void ngx_http_shortlink_redis_del(ngx_http_shortlink_redis_t *rd,
-    ngx_str_t *key);
+/*
+ * The link changed to version: a tombstone "v<version> -" for ttl seconds
+ * replaces an older value (a plain DEL when the version is unknown);
+ * fire and forget; no-op when down
+ */
+void ngx_http_shortlink_redis_invalidate(ngx_http_shortlink_redis_t *rd,
+    ngx_str_t *key, int64_t version, time_t ttl);
 
 
 #endif /* _NGX_HTTP_SHORTLINK_REDIS_H_INCLUDED_ */

@@ -1,6 +1,8 @@
-# L2, Redis: a PostgreSQL answer is written to Redis with a TTL, Redis
-# answers before PostgreSQL, malformed values are ignored, and Redis going
-# away (stopped, or silent) only costs the fall-through to PostgreSQL.
+# L2, Redis: a PostgreSQL answer is written to Redis with a TTL and the
+# row's version, Redis answers before PostgreSQL, malformed values are
+# ignored, a change leaves a tombstone of its version and an older value
+# never replaces a newer one, and Redis going away (stopped, or silent)
+# only costs the fall-through to PostgreSQL.
 
 BEGIN { $ENV{TEST_NGINX_FORCE_RESTART_ON_TEST} = 0 }
 
@@ -17,7 +19,9 @@ sql(q{
         ('rd1', 'https://example.com/rd1', 302),
         ('rd2', 'https://example.com/rd2', 301),
         ('rd3', 'https://example.com/rd3', 302),
-        ('rd4', 'https://example.com/rd4', 302);
+        ('rd4', 'https://example.com/rd4', 302),
+        ('rd5', 'https://example.com/rd5', 302),
+        ('rd6', 'https://example.com/rd6', 302);
     INSERT INTO shortlink.links (code, url, forward_query) VALUES
         ('rdf', 'https://example.com/rdf', true);
 });
@@ -62,7 +66,9 @@ __DATA__
 === TEST 2: the value and its TTL, as stored
 --- init
 Test::More::is(ShortlinkTest::redis('get', 'sl:rd2'),
-               "301 0 0 https://example.com/rd2", "the value in Redis");
+               'v' . ShortlinkTest::sql_value("SELECT version FROM shortlink.links
+                                               WHERE code = 'rd2'")
+               . " 301 0 0 https://example.com/rd2", "the value in Redis, with the version");
 my $ttl = ShortlinkTest::redis('ttl', 'sl:rd2');
 Test::More::ok($ttl > 590 && $ttl <= 600, "its TTL is ttl=10m ($ttl)");
 --- http_config eval: $::http_config
@@ -90,7 +96,7 @@ X-Cache: redis
 
 === TEST 4: Redis is asked before PostgreSQL (a value PostgreSQL lacks)
 --- init
-ShortlinkTest::redis('set', 'sl:rd9', '307 0 0 https://example.com/only-in-redis');
+ShortlinkTest::redis('set', 'sl:rd9', 'v1 307 0 0 https://example.com/only-in-redis');
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -106,7 +112,7 @@ shortlink pg: sending
 
 === TEST 5: a dangerous value in Redis is ignored: PostgreSQL decides
 --- init
-ShortlinkTest::redis('set', 'sl:rd1', "302 0 javascript:alert(1)");
+ShortlinkTest::redis('set', 'sl:rd1', "v1 302 0 0 javascript:alert(1)");
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -122,7 +128,7 @@ malformed Redis value for "rd1" ignored
 
 === TEST 6: a value with a status nginx must not send is ignored
 --- init
-ShortlinkTest::redis('set', 'sl:rd3', "200 0 https://example.com/x");
+ShortlinkTest::redis('set', 'sl:rd3', "v1 200 0 0 https://example.com/x");
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -151,7 +157,92 @@ malformed Redis value for "rd8" ignored
 
 
 
-=== TEST 8: Redis stopped: PostgreSQL answers, quickly
+=== TEST 8: a value without a version (an older format) is ignored
+--- init
+ShortlinkTest::redis('set', 'sl:rd5', "302 0 0 https://example.com/old-format");
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+GET /rd5
+--- error_code: 302
+--- response_headers
+Location: https://example.com/rd5
+X-Cache: pg
+--- error_log
+malformed Redis value for "rd5" ignored
+
+
+
+=== TEST 9: a tombstone sends the lookup to PostgreSQL; an older answer does not replace it
+--- init
+ShortlinkTest::redis('set', 'sl:rd6', "v999 -");
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+GET /rd6
+--- error_code: 302
+--- response_headers
+Location: https://example.com/rd6
+X-Cache: pg
+--- no_error_log
+[warn]
+
+
+
+=== TEST 10: the tombstone of version 999 is still there
+--- init
+Test::More::is(ShortlinkTest::redis('get', 'sl:rd6'), "v999 -",
+               "PostgreSQL's version 1 did not overwrite version 999");
+ShortlinkTest::redis('set', 'sl:rd6', "v1 -");
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+GET /rd6
+--- error_code: 302
+--- response_headers
+X-Cache: pg
+
+
+
+=== TEST 11: a newer version replaces an older tombstone
+--- init
+Test::More::like(ShortlinkTest::redis('get', 'sl:rd6'), qr{^v1 302 0 0 https://example.com/rd6$},
+                 "version 1 replaced the tombstone of version 1");
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+GET /rd6
+--- error_code: 302
+--- response_headers
+X-Cache: redis
+
+
+
+=== TEST 12: a change made in SQL leaves a tombstone of the new version
+--- init
+ShortlinkTest::sql("UPDATE shortlink.links SET url = 'https://example.com/rd6-new'
+                     WHERE code = 'rd6'");
+my $v = ShortlinkTest::sql_value("SELECT version FROM shortlink.links WHERE code = 'rd6'");
+my $got = '';
+for (1 .. 50) {
+    $got = ShortlinkTest::redis('get', 'sl:rd6') // '';
+    last if $got eq "v$v -";
+    select(undef, undef, undef, 0.05);
+}
+Test::More::is($got, "v$v -", "the notification left a tombstone of version $v");
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request eval
+["GET /rd6", "GET /rd6"]
+--- error_code eval
+[302, 302]
+--- response_headers eval
+["Location: https://example.com/rd6-new\nX-Cache: pg",
+ "Location: https://example.com/rd6-new\nX-Cache: redis"]
+
+
+
+=== TEST 13: Redis stopped: PostgreSQL answers, quickly
 --- init
 ShortlinkTest::redis_stop();
 --- http_config eval: $::http_config
@@ -169,7 +260,7 @@ ShortlinkTest::redis_stop();
 
 
 
-=== TEST 9: Redis back: used again after the backoff
+=== TEST 14: Redis back: used again after the backoff
 --- init
 ShortlinkTest::redis_start();
 select(undef, undef, undef, 1.2);
@@ -186,7 +277,7 @@ select(undef, undef, undef, 1.2);
 
 
 
-=== TEST 10: a silent Redis (accepts, never answers): PostgreSQL within the timeout
+=== TEST 15: a silent Redis (accepts, never answers): PostgreSQL within the timeout
 --- http_config
     shortlink_postgres "$TEST_NGINX_PG_DSN";
     shortlink_redis 127.0.0.1:$TEST_NGINX_SILENT_PORT timeout=200ms backoff=5s;
