@@ -563,9 +563,6 @@ ngx_http_shortlink_lookup_fill(ngx_http_shortlink_main_conf_t *smcf,
 static ngx_int_t
 ngx_http_shortlink_lookup_failed(ngx_http_shortlink_lookup_t *lk)
 {
-    ngx_http_shortlink_metric_add(
-        ngx_http_shortlink_metrics_get(lk->smcf->metrics), pg_errors, 1);
-
     if (lk->stale.url.len) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "shortlink: backends unavailable, \"%V\" served "

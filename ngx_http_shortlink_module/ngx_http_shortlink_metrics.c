@@ -24,6 +24,9 @@
 
 static ngx_int_t ngx_http_shortlink_metrics_init_zone(
     ngx_shm_zone_t *shm_zone, void *data);
+static void ngx_http_shortlink_metrics_publish(ngx_event_t *ev);
+static void ngx_http_shortlink_metrics_put(
+    ngx_http_shortlink_main_conf_t *smcf);
 static ngx_uint_t ngx_http_shortlink_metrics_outcome(ngx_uint_t status);
 static ngx_uint_t ngx_http_shortlink_metrics_tier(ngx_str_t *tier);
 
@@ -118,6 +121,111 @@ ngx_http_shortlink_metrics_get(ngx_shm_zone_t *zone)
     }
 
     return ((ngx_slab_pool_t *) zone->shm.addr)->data;
+}
+
+
+/* a worker's gauges: published now, then every second */
+
+void
+ngx_http_shortlink_metrics_start(ngx_http_shortlink_main_conf_t *smcf,
+    ngx_cycle_t *cycle)
+{
+    ngx_event_t  *ev;
+
+    if (smcf->metrics == NULL || ngx_worker >= NGX_HTTP_SHORTLINK_M_WORKERS) {
+        return;
+    }
+
+    ev = &smcf->worker->publish;
+    ev->handler = ngx_http_shortlink_metrics_publish;
+    ev->data = smcf;
+    ev->log = cycle->log;
+    ev->cancelable = 1;
+
+    ngx_http_shortlink_metrics_publish(ev);
+}
+
+
+/* the worker leaves: its slot is emptied unless a successor has it */
+
+void
+ngx_http_shortlink_metrics_stop(ngx_http_shortlink_main_conf_t *smcf)
+{
+    ngx_http_shortlink_metrics_t         *m;
+    ngx_http_shortlink_metrics_worker_t  *w;
+
+    if (smcf->worker->publish.timer_set) {
+        ngx_del_timer(&smcf->worker->publish);
+    }
+
+    m = ngx_http_shortlink_metrics_get(smcf->metrics);
+
+    if (m == NULL || ngx_worker >= NGX_HTTP_SHORTLINK_M_WORKERS) {
+        return;
+    }
+
+    w = &m->workers[ngx_worker];
+
+    if (w->pid == (ngx_atomic_uint_t) ngx_pid) {
+        w->pg_open = 0;
+        w->pg_busy = 0;
+        w->bloom_codes = 0;
+        w->bloom_capacity = 0;
+        w->pid = 0;
+    }
+}
+
+
+static void
+ngx_http_shortlink_metrics_publish(ngx_event_t *ev)
+{
+    ngx_http_shortlink_main_conf_t  *smcf;
+
+    smcf = ev->data;
+
+    /* a worker shutting down leaves the slot to its successor */
+    if (smcf->worker == NULL || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    ngx_http_shortlink_metrics_put(smcf);
+
+    ngx_add_timer(ev, 1000);
+}
+
+
+/* this worker's gauges into its slot */
+
+static void
+ngx_http_shortlink_metrics_put(ngx_http_shortlink_main_conf_t *smcf)
+{
+    ngx_uint_t                            open, busy, codes, capacity;
+    ngx_http_shortlink_metrics_t         *m;
+    ngx_http_shortlink_metrics_worker_t  *w;
+
+    m = ngx_http_shortlink_metrics_get(smcf->metrics);
+
+    if (m == NULL || ngx_worker >= NGX_HTTP_SHORTLINK_M_WORKERS) {
+        return;
+    }
+
+    w = &m->workers[ngx_worker];
+
+    ngx_http_shortlink_pg_stats(smcf->worker->pg, &open, &busy);
+
+    codes = 0;
+    capacity = 0;
+
+    if (smcf->worker->bloom) {
+        ngx_http_shortlink_bloom_stats(smcf->worker->bloom, &codes,
+                                       &capacity);
+    }
+
+    w->pid = (ngx_atomic_uint_t) ngx_pid;
+    w->pg_open = open;
+    w->pg_busy = busy;
+    w->bloom_codes = codes;
+    w->bloom_capacity = capacity;
 }
 
 
@@ -234,7 +342,7 @@ ngx_http_shortlink_metrics_handler(ngx_http_request_t *r)
     u_char                            *p, *last;
     ngx_int_t                          rc;
     ngx_buf_t                         *b;
-    ngx_uint_t                         i, j;
+    ngx_uint_t                         i, j, open, busy;
     ngx_atomic_uint_t                  n, cumulative;
     ngx_chain_t                        out;
     ngx_slab_pool_t                   *shpool;
@@ -256,6 +364,11 @@ ngx_http_shortlink_metrics_handler(ngx_http_request_t *r)
 
     if (m == NULL) {
         return NGX_HTTP_NOT_FOUND;
+    }
+
+    /* the answering worker's own gauges are current, others' <= 1 s old */
+    if (smcf->worker && smcf->worker->publish.timer_set) {
+        ngx_http_shortlink_metrics_put(smcf);
     }
 
     b = ngx_create_temp_buf(r->pool, NGX_HTTP_SHORTLINK_METRICS_BODY);
@@ -313,12 +426,74 @@ ngx_http_shortlink_metrics_handler(ngx_http_request_t *r)
             "PostgreSQL.\n"
             "# TYPE shortlink_postgresql_lookups_total counter\n"
             "shortlink_postgresql_lookups_total %uA\n"
-            "# HELP shortlink_backend_errors_total Lookups a backend failed "
-            "(error, timeout, unavailable).\n"
+            "# HELP shortlink_backend_errors_total Queries (PostgreSQL) "
+            "and commands (Redis) that failed other than by a timeout: "
+            "connection lost or refused, error answered.\n"
             "# TYPE shortlink_backend_errors_total counter\n"
             "shortlink_backend_errors_total{backend=\"postgresql\"} %uA\n"
-            "shortlink_backend_errors_total{backend=\"redis\"} %uA\n",
-            m->pg_lookups, m->pg_errors, m->redis_errors);
+            "shortlink_backend_errors_total{backend=\"redis\"} %uA\n"
+            "# HELP shortlink_backend_timeouts_total Queries (PostgreSQL) "
+            "and GETs (Redis) not answered within their timeout.\n"
+            "# TYPE shortlink_backend_timeouts_total counter\n"
+            "shortlink_backend_timeouts_total{backend=\"postgresql\"} %uA\n"
+            "shortlink_backend_timeouts_total{backend=\"redis\"} %uA\n",
+            m->pg_lookups, m->pg_errors, m->redis_errors, m->pg_timeouts,
+            m->redis_timeouts);
+
+    open = 0;
+    busy = 0;
+
+    for (i = 0; i < NGX_HTTP_SHORTLINK_M_WORKERS; i++) {
+        if (m->workers[i].pid) {
+            open += m->workers[i].pg_open;
+            busy += m->workers[i].pg_busy;
+        }
+    }
+
+    p = ngx_slprintf(p, last,
+            "# HELP shortlink_postgresql_connections PostgreSQL pool "
+            "connections of all workers: open, and busy with a query "
+            "(published by each worker every second).\n"
+            "# TYPE shortlink_postgresql_connections gauge\n"
+            "shortlink_postgresql_connections{state=\"open\"} %ui\n"
+            "shortlink_postgresql_connections{state=\"busy\"} %ui\n"
+            "# HELP shortlink_code_collisions_total Generated candidate "
+            "codes the bloom filter said may be taken (each costs an "
+            "attempt).\n"
+            "# TYPE shortlink_code_collisions_total counter\n"
+            "shortlink_code_collisions_total %uA\n",
+            open, busy, m->code_collisions);
+
+    if (smcf->bloom.capacity) {
+        p = ngx_slprintf(p, last,
+                "# HELP shortlink_bloom_codes Codes in each worker's bloom "
+                "filter (absent until its first build).\n"
+                "# TYPE shortlink_bloom_codes gauge\n");
+
+        for (i = 0; i < NGX_HTTP_SHORTLINK_M_WORKERS; i++) {
+            if (m->workers[i].pid && m->workers[i].bloom_capacity) {
+                p = ngx_slprintf(p, last,
+                                 "shortlink_bloom_codes{worker=\"%ui\"} "
+                                 "%uA\n", i, m->workers[i].bloom_codes);
+            }
+        }
+
+        p = ngx_slprintf(p, last,
+                "# HELP shortlink_bloom_fill_ratio Codes in each worker's "
+                "bloom filter over its capacity; above 1 the false "
+                "positive rate exceeds the configured error.\n"
+                "# TYPE shortlink_bloom_fill_ratio gauge\n");
+
+        for (i = 0; i < NGX_HTTP_SHORTLINK_M_WORKERS; i++) {
+            if (m->workers[i].pid && m->workers[i].bloom_capacity) {
+                n = m->workers[i].bloom_codes * 10000
+                    / m->workers[i].bloom_capacity;
+                p = ngx_slprintf(p, last,
+                                 "shortlink_bloom_fill_ratio{worker=\"%ui\"} "
+                                 "%uA.%04uA\n", i, n / 10000, n % 10000);
+            }
+        }
+    }
 
     if (smcf->queue) {
         ngx_http_shortlink_queue_stats(smcf->queue, &qs);

@@ -1262,6 +1262,7 @@ static ngx_int_t
 ngx_http_shortlink_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_shortlink_worker_t     *worker;
+    ngx_http_shortlink_metrics_t    *m;
     ngx_http_shortlink_main_conf_t  *smcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -1284,6 +1285,15 @@ ngx_http_shortlink_init_process(ngx_cycle_t *cycle)
 
     ngx_rbtree_init(&worker->lookups, &worker->sentinel,
                     ngx_str_rbtree_insert_value);
+
+    m = ngx_http_shortlink_metrics_get(smcf->metrics);
+
+    if (m) {
+        smcf->pg.errors = &m->pg_errors;
+        smcf->pg.timeouts = &m->pg_timeouts;
+        smcf->redis.errors = &m->redis_errors;
+        smcf->redis.timeouts = &m->redis_timeouts;
+    }
 
     worker->pg = ngx_http_shortlink_pg_pool_create(cycle, &smcf->pg);
     if (worker->pg == NULL) {
@@ -1328,6 +1338,8 @@ ngx_http_shortlink_init_process(ngx_cycle_t *cycle)
             return NGX_ERROR;
         }
     }
+
+    ngx_http_shortlink_metrics_start(smcf, cycle);
 
     return NGX_OK;
 }
@@ -1390,6 +1402,8 @@ ngx_http_shortlink_exit_process(ngx_cycle_t *cycle)
     if (smcf == NULL || smcf->worker == NULL) {
         return;
     }
+
+    ngx_http_shortlink_metrics_stop(smcf);
 
     worker = smcf->worker;
     smcf->worker = NULL;

@@ -43,6 +43,7 @@ typedef struct {
     ngx_http_shortlink_ids_t          ids;
     ngx_http_shortlink_flush_t       *flush;       /* NULL: no queue */
     ngx_uint_t                        listen_lost; /* LISTEN went down */
+    ngx_event_t                       publish;     /* metrics gauges */
 } ngx_http_shortlink_worker_t;
 
 
@@ -112,6 +113,10 @@ void ngx_http_shortlink_lookup_warm(ngx_http_shortlink_main_conf_t *smcf,
 void ngx_http_shortlink_lookup_destroy(ngx_http_shortlink_worker_t *worker);
 
 ngx_int_t ngx_http_shortlink_api_handler(ngx_http_request_t *r);
+
+void ngx_http_shortlink_metrics_start(ngx_http_shortlink_main_conf_t *smcf,
+    ngx_cycle_t *cycle);
+void ngx_http_shortlink_metrics_stop(ngx_http_shortlink_main_conf_t *smcf);
 
 ngx_http_shortlink_flush_t *ngx_http_shortlink_flush_create(ngx_cycle_t *cycle,
     ngx_http_shortlink_main_conf_t *smcf);

@@ -87,6 +87,7 @@ struct ngx_http_shortlink_pg_query_s {
     const char                       *sql;         /* plain SQL */
     int                               nparams;
     const char                       *values[NGX_HTTP_SHORTLINK_PG_MAX_PARAMS];
+    unsigned                          timed_out:1;
 };
 
 
@@ -461,6 +462,31 @@ ngx_http_shortlink_pg_detach(ngx_http_shortlink_pg_query_t *q)
     if (q->pgc == NULL) {
         ngx_queue_remove(&q->queue);
         ngx_http_shortlink_pg_finish(q);
+    }
+}
+
+
+/* the pool's connections: open (connected), busy (running a query) */
+
+void
+ngx_http_shortlink_pg_stats(ngx_http_shortlink_pg_pool_t *pool,
+    ngx_uint_t *open, ngx_uint_t *busy)
+{
+    ngx_uint_t  i;
+
+    *open = 0;
+    *busy = 0;
+
+    for (i = 0; i < pool->conf->size; i++) {
+        switch (pool->conns[i].state) {
+        case NGX_HTTP_SHORTLINK_PG_BUSY:
+            (*busy)++;
+            /* fall through */
+        case NGX_HTTP_SHORTLINK_PG_IDLE:
+        case NGX_HTTP_SHORTLINK_PG_PREPARING:
+            (*open)++;
+            break;
+        }
     }
 }
 
@@ -1368,6 +1394,7 @@ ngx_http_shortlink_pg_query_timeout(ngx_event_t *ev)
     ngx_http_shortlink_pg_query_t  *q;
 
     q = ev->data;
+    q->timed_out = 1;
 
     if (q->pgc == NULL) {
         ngx_log_error(NGX_LOG_ERR, q->pool->log, NGX_ETIMEDOUT,
@@ -1393,7 +1420,21 @@ static void
 ngx_http_shortlink_pg_deliver(ngx_http_shortlink_pg_query_t *q,
     PGresult *res, ngx_int_t rc)
 {
-    void  *data;
+    void                          *data;
+    ngx_http_shortlink_pg_conf_t  *conf;
+
+    if (rc == NGX_ERROR) {
+        conf = q->pool->conf;
+
+        if (q->timed_out) {
+            if (conf->timeouts) {
+                (void) ngx_atomic_fetch_add(conf->timeouts, 1);
+            }
+
+        } else if (conf->errors) {
+            (void) ngx_atomic_fetch_add(conf->errors, 1);
+        }
+    }
 
     data = q->data;
 

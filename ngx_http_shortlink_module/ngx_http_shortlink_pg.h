@@ -51,6 +51,10 @@ typedef struct {
     ngx_msec_t                        connect_timeout;
     ngx_msec_t                        query_timeout;
     ngx_msec_t                        backoff_max;
+
+    /* counters shared by all workers (metrics), NULL: not counted */
+    ngx_atomic_t                     *errors;      /* failed, not timed out */
+    ngx_atomic_t                     *timeouts;
 } ngx_http_shortlink_pg_conf_t;
 
 
@@ -73,6 +77,8 @@ void ngx_http_shortlink_pg_detach(ngx_http_shortlink_pg_query_t *q);
 ngx_int_t ngx_http_shortlink_pg_listen(ngx_http_shortlink_pg_pool_t *pool,
     const char *channel, ngx_http_shortlink_pg_notify_pt notify,
     ngx_http_shortlink_pg_listen_pt state, void *data);
+void ngx_http_shortlink_pg_stats(ngx_http_shortlink_pg_pool_t *pool,
+    ngx_uint_t *open, ngx_uint_t *busy);
 time_t ngx_http_shortlink_pg_retry_after(ngx_http_shortlink_pg_pool_t *pool);
 
 char *ngx_http_shortlink_pg_check_conninfo(ngx_conf_t *cf, ngx_str_t *ci);

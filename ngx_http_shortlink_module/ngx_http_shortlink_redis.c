@@ -79,6 +79,8 @@ struct ngx_http_shortlink_redis_s {
     ngx_msec_t                            logged;
     unsigned                              report:1;   /* last error logged */
     unsigned                              destroyed:1;
+    unsigned                              timed_out:1; /* connection ended by
+                                                          a timeout */
 };
 
 
@@ -88,6 +90,7 @@ struct ngx_http_shortlink_redis_cmd_s {
     ngx_http_shortlink_redis_handler_pt   handler;
     void                                 *data;       /* NULL once answered
                                                          or detached */
+    unsigned                              timed_out:1;
 };
 
 
@@ -496,6 +499,8 @@ ngx_http_shortlink_redis_connect(ngx_http_shortlink_redis_t *rd)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
                    "shortlink redis: connecting to %V", &rd->name);
 
+    rd->timed_out = 0;
+
     /* non-blocking connect(); the address is a literal (see create) */
 
     if (rd->conf->port) {
@@ -654,6 +659,7 @@ ngx_http_shortlink_redis_connect_timeout(ngx_event_t *ev)
     ngx_http_shortlink_redis_t  *rd;
 
     rd = ev->data;
+    rd->timed_out = 1;
 
     rd->report = ngx_http_shortlink_redis_error(rd, "%s timed out after %M ms",
                                                 (rd->ac->c.flags
@@ -847,6 +853,19 @@ ngx_http_shortlink_redis_get_done(redisAsyncContext *ac, void *r,
                                               "to GET", reply->type);
     }
 
+    /* a GET lost with a connection a timeout ended is a timeout too */
+
+    if (rc == NGX_ERROR && !cmd->timed_out) {
+        if (reply == NULL && rd->timed_out) {
+            if (rd->conf->timeouts) {
+                (void) ngx_atomic_fetch_add(rd->conf->timeouts, 1);
+            }
+
+        } else if (rd->conf->errors) {
+            (void) ngx_atomic_fetch_add(rd->conf->errors, 1);
+        }
+    }
+
     ngx_http_shortlink_redis_deliver(cmd, rc, vp);
     ngx_http_shortlink_redis_finish(cmd);
 }
@@ -867,6 +886,12 @@ ngx_http_shortlink_redis_write_done(redisAsyncContext *ac, void *r,
     what = privdata;
 
     ngx_http_shortlink_redis_answered(rd);
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        if (rd->conf->errors) {
+            (void) ngx_atomic_fetch_add(rd->conf->errors, 1);
+        }
+    }
 
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         (void) ngx_http_shortlink_redis_error(rd, "%s failed: %*s",
@@ -895,6 +920,12 @@ ngx_http_shortlink_redis_get_timeout(ngx_event_t *ev)
 
     cmd = ev->data;
     rd = cmd->rd;
+    cmd->timed_out = 1;
+    rd->timed_out = 1;
+
+    if (rd->conf->timeouts) {
+        (void) ngx_atomic_fetch_add(rd->conf->timeouts, 1);
+    }
 
     rd->report = ngx_http_shortlink_redis_error(rd,
                                             "GET timed out after %M ms, "

@@ -40,6 +40,10 @@ typedef struct {
     ngx_msec_t                    timeout;    /* connect and each command */
     ngx_msec_t                    backoff_max;
     ngx_str_t                     prefix;     /* key prefix, "sl:" */
+
+    /* counters shared by all workers (metrics), NULL: not counted */
+    ngx_atomic_t                 *errors;     /* failed, not timed out */
+    ngx_atomic_t                 *timeouts;
 } ngx_http_shortlink_redis_conf_t;
 
 
