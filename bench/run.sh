@@ -17,9 +17,14 @@
 #   postgres-only     no zone, no Redis: every request is a PostgreSQL query
 #   clicks            hot-1k with every click queued and flushed; then the
 #                     backlog left is timed as it drains (flush rows/s)
+#   flush             the flush alone: clicks queued while record_clicks()
+#                     waits on a lock, then the backlog timed as it drains
+#                     with nothing else running (rows/s into PostgreSQL)
 #   sustained         60 s at full speed with clicks: redirects vs rows in
 #                     PostgreSQL, drops, and the flush lag meanwhile
 #
+# BENCH_FLUSH sets shortlink_flush for the click cases (default "interval=1s
+# batch=5000", so parallel= is half of pool=8; e.g. BENCH_FLUSH="parallel=1").
 # Set BENCH_CASES="hot-1k unknown" to run only some (default: all but
 # sustained, which takes a few minutes).
 
@@ -31,8 +36,9 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 
 SECONDS_PER_RUN=${1:-10}
 CONNS=${2:-50}
-CASES=${BENCH_CASES:-"hot-1k wide-100k unknown redis-only postgres-only clicks"}
+CASES=${BENCH_CASES:-"hot-1k wide-100k unknown redis-only postgres-only clicks flush"}
 LINKS=100000
+FLUSH=${BENCH_FLUSH:-"interval=1s batch=5000"}
 
 install_packages
 build_module
@@ -96,7 +102,7 @@ gen_conf pg $((BASE + 3))
 gen_conf clicks $((BASE + 4)) \
     "shortlink_zone links:64m ttl=1h;" \
     "shortlink_queue clicks:32m;" \
-    "shortlink_flush interval=1s batch=5000;"
+    "shortlink_flush $FLUSH timeout=60s;"
 
 NGINX_PIDS=()
 for name in all redis pg clicks; do
@@ -234,8 +240,32 @@ dropped() {
            | tail -1 | tr -dc 0-9 || echo 0
 }
 
+queued() {
+    curl -s "http://127.0.0.1:$((BASE + 4))/metrics" \
+        | awk '/^shortlink_click_queue_clicks / { print $2 }'
+}
+
 for case in $CASES; do
     case "$case" in
+    flush)
+        sleep 3
+        # the flush blocks on the lock (timeout=60s above) while wrk fills
+        # the queue; then the backlog drains with the machine to itself
+        psql -X -q "$SHORTLINK_DSN" -c "BEGIN" \
+            -c "LOCK TABLE shortlink.link_hourly_clicks" \
+            -c "SELECT pg_sleep(9)" -c "COMMIT" >/dev/null &
+        lpid=$!
+        $WRK -t1 -c"$CONNS" -d8s -s "$RUN_DIR/codes.lua" \
+            "http://127.0.0.1:$((BASE + 4))/" -- b 1000 random >/dev/null 2>&1
+        r0=$(clicks_rows)
+        backlog=$(queued)
+        wait $lpid
+        t0=$(date +%s.%N)
+        while [ "$(queued)" != 0 ]; do
+            sleep 0.1
+        done
+        awk -v a="$r0" -v b="$(clicks_rows)" -v q="$backlog" -v t0="$t0" \
+            -v t1="$(date +%s.%N)" 'BEGIN { printf "%-14s %d queued clicks drained at %.0f rows/s\n", "flush", q, (b - a) / (t1 - t0) }' ;;
     clicks)
         warm $((BASE + 4)) b 1000
         sleep 3

@@ -10,6 +10,15 @@
  * twice (a lost reply, a killed worker) inserts nothing twice, because the
  * event ids are unique.
  *
+ * With parallel=N (N > 1) a large batch is split into up to N sub-batches
+ * by a hash of the code and they are sent at once on as many connections
+ * of the pool: sub-batches then touch disjoint rollup rows (pv per code
+ * and hour, the visitor set per code and hour), so they never wait for
+ * each other's row locks and cannot deadlock, and PostgreSQL works on them
+ * on several cores.  The batch leaves the queue only when every sub-batch
+ * committed; if one fails the whole batch stays and is sent again later,
+ * and the sub-batches that did commit then insert nothing (idempotency).
+ *
  * On graceful shutdown ("nginx -s quit", or the old workers of a reload) a
  * last flush is attempted within flush timeout=; what could not be written
  * is reported.  After a reload the new workers find the queue where the old
@@ -30,6 +39,16 @@
 #define NGX_HTTP_SHORTLINK_FLUSH_COLUMNS      8
 #define NGX_HTTP_SHORTLINK_FLUSH_BACKOFF_MAX  30000
 
+/* a batch is split only into sub-batches of at least this many clicks */
+#define NGX_HTTP_SHORTLINK_FLUSH_PART_MIN     500
+
+
+typedef struct {
+    ngx_http_shortlink_flush_t        *flush;
+    ngx_uint_t                         count;      /* clicks in it */
+    size_t                             len;        /* their framed bytes */
+} ngx_http_shortlink_flush_part_t;
+
 
 struct ngx_http_shortlink_flush_s {
     ngx_http_shortlink_main_conf_t    *smcf;
@@ -38,6 +57,11 @@ struct ngx_http_shortlink_flush_s {
     ngx_event_t                        deadline;   /* last flush at exit */
     ngx_connection_t                  *watcher;    /* notices the exit */
     ngx_http_shortlink_queue_batch_t   batch;
+    ngx_http_shortlink_flush_part_t   *parts;      /* flush.parallel */
+    u_char                            *part;       /* click -> its part */
+    ngx_uint_t                         nparts;     /* of this batch */
+    ngx_uint_t                         pending;    /* parts in flight */
+    ngx_int_t                          rc;         /* NGX_ERROR: one failed */
     ngx_uint_t                         failures;
     time_t                             error_logged;
     unsigned                           busy:1;
@@ -46,7 +70,12 @@ struct ngx_http_shortlink_flush_s {
 
 
 static void ngx_http_shortlink_flush_handler(ngx_event_t *ev);
-static void ngx_http_shortlink_flush_done(void *data, PGresult *res,
+static void ngx_http_shortlink_flush_split(ngx_http_shortlink_flush_t *f);
+static ngx_int_t ngx_http_shortlink_flush_send(
+    ngx_http_shortlink_flush_t *f);
+static void ngx_http_shortlink_flush_part_done(void *data, PGresult *res,
+    ngx_int_t rc);
+static void ngx_http_shortlink_flush_done(ngx_http_shortlink_flush_t *f,
     ngx_int_t rc);
 static ngx_msec_t ngx_http_shortlink_flush_age(
     ngx_http_shortlink_flush_t *f);
@@ -54,7 +83,7 @@ static void ngx_http_shortlink_flush_idle(ngx_http_shortlink_flush_t *f);
 static void ngx_http_shortlink_flush_next(ngx_http_shortlink_flush_t *f,
     ngx_msec_t delay);
 static ngx_int_t ngx_http_shortlink_flush_params(
-    ngx_http_shortlink_flush_t *f, ngx_str_t *params);
+    ngx_http_shortlink_flush_t *f, ngx_uint_t k, ngx_str_t *params);
 static u_char *ngx_http_shortlink_flush_quote(u_char *p, u_char *s,
     size_t len);
 static void ngx_http_shortlink_flush_exit(ngx_event_t *ev);
@@ -70,6 +99,7 @@ ngx_http_shortlink_flush_t *
 ngx_http_shortlink_flush_create(ngx_cycle_t *cycle,
     ngx_http_shortlink_main_conf_t *smcf)
 {
+    ngx_uint_t                   k;
     ngx_connection_t            *c;
     ngx_http_shortlink_flush_t  *f;
 
@@ -80,6 +110,24 @@ ngx_http_shortlink_flush_create(ngx_cycle_t *cycle,
 
     f->smcf = smcf;
     f->log = cycle->log;
+
+    f->parts = ngx_pcalloc(cycle->pool, smcf->flush.parallel
+                                   * sizeof(ngx_http_shortlink_flush_part_t));
+    if (f->parts == NULL) {
+        return NULL;
+    }
+
+    for (k = 0; k < smcf->flush.parallel; k++) {
+        f->parts[k].flush = f;
+    }
+
+    if (smcf->flush.parallel > 1) {
+        /* a batch never holds more than batch= clicks */
+        f->part = ngx_palloc(cycle->pool, smcf->flush.batch);
+        if (f->part == NULL) {
+            return NULL;
+        }
+    }
 
     f->timer.handler = ngx_http_shortlink_flush_handler;
     f->timer.data = f;
@@ -160,7 +208,6 @@ static void
 ngx_http_shortlink_flush_handler(ngx_event_t *ev)
 {
     ngx_int_t                        rc;
-    ngx_str_t                        params[NGX_HTTP_SHORTLINK_FLUSH_COLUMNS];
     ngx_http_shortlink_flush_t      *f;
     ngx_http_shortlink_main_conf_t  *smcf;
 
@@ -192,41 +239,156 @@ ngx_http_shortlink_flush_handler(ngx_event_t *ev)
     }
 
     if (rc == NGX_OK) {
-        rc = ngx_http_shortlink_flush_params(f, params);
+        ngx_http_shortlink_flush_split(f);
+        rc = ngx_http_shortlink_flush_send(f);
     }
 
-    if (rc == NGX_OK) {
-        rc = ngx_http_shortlink_pg_exec(smcf->worker->pg,
-                                        ngx_http_shortlink_flush_sql,
-                                        NGX_HTTP_SHORTLINK_FLUSH_COLUMNS,
-                                        params, smcf->flush.timeout,
-                                        ngx_http_shortlink_flush_done, f,
-                                        NULL);
-
-        /* the parameters were copied */
-        ngx_free(params[0].data);
-    }
-
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK && f->pending == 0) {
         /* no memory, or PostgreSQL known to be down: later */
-        ngx_http_shortlink_flush_done(f, NULL, NGX_ERROR);
+        ngx_http_shortlink_flush_done(f, NGX_ERROR);
         return;
     }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, f->log, 0,
-                   "shortlink flush: sending %ui clicks", f->batch.count);
+    /*
+     * On an error after some sub-batches were sent, the batch fails as a
+     * whole once those answered (f->rc is NGX_ERROR already).
+     */
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                   "shortlink flush: sending %ui clicks in %ui parts",
+                   f->batch.count, f->pending);
 
     f->busy = 1;
 }
 
 
-/* PostgreSQL answered the batch (or could not be asked) */
+/*
+ * How many sub-batches the batch becomes, and which click goes into
+ * which: by a hash of the code, so that all clicks of one code are in one
+ * sub-batch.  Small batches are not split.
+ */
 
 static void
-ngx_http_shortlink_flush_done(void *data, PGresult *res, ngx_int_t rc)
+ngx_http_shortlink_flush_split(ngx_http_shortlink_flush_t *f)
 {
-    ngx_http_shortlink_flush_t  *f = data;
+    u_char                      *pos, *next, *rec;
+    size_t                       len;
+    ngx_uint_t                   i, k, n;
+    ngx_http_shortlink_click_t  *click;
 
+    n = ngx_min(f->smcf->flush.parallel,
+                f->batch.count / NGX_HTTP_SHORTLINK_FLUSH_PART_MIN);
+
+    if (n < 2) {
+        f->nparts = 1;
+        f->parts[0].count = f->batch.count;
+        f->parts[0].len = f->batch.len;
+        return;
+    }
+
+    f->nparts = n;
+
+    for (k = 0; k < n; k++) {
+        f->parts[k].count = 0;
+        f->parts[k].len = 0;
+    }
+
+    i = 0;
+    pos = f->batch.data;
+
+    while ((next = ngx_http_shortlink_queue_next(&f->batch, pos, &rec, &len))
+           != NULL)
+    {
+        click = (ngx_http_shortlink_click_t *) rec;
+
+        k = ngx_murmur_hash2(rec + sizeof(ngx_http_shortlink_click_t),
+                             click->code_len) % n;
+
+        f->part[i++] = (u_char) k;
+        f->parts[k].count++;
+        f->parts[k].len += next - pos;
+
+        pos = next;
+    }
+}
+
+
+/* every non-empty sub-batch as one call of record_clicks() */
+
+static ngx_int_t
+ngx_http_shortlink_flush_send(ngx_http_shortlink_flush_t *f)
+{
+    ngx_int_t                        rc;
+    ngx_str_t                        params[NGX_HTTP_SHORTLINK_FLUSH_COLUMNS];
+    ngx_uint_t                       k;
+    ngx_http_shortlink_main_conf_t  *smcf;
+
+    smcf = f->smcf;
+
+    f->pending = 0;
+    f->rc = NGX_OK;
+
+    for (k = 0; k < f->nparts; k++) {
+
+        if (f->parts[k].count == 0) {
+            continue;
+        }
+
+        rc = ngx_http_shortlink_flush_params(f, k, params);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_shortlink_pg_exec(smcf->worker->pg,
+                                            ngx_http_shortlink_flush_sql,
+                                            NGX_HTTP_SHORTLINK_FLUSH_COLUMNS,
+                                            params, smcf->flush.timeout,
+                                            ngx_http_shortlink_flush_part_done,
+                                            &f->parts[k], NULL);
+
+            /* the parameters were copied */
+            ngx_free(params[0].data);
+        }
+
+        if (rc != NGX_OK) {
+            f->rc = NGX_ERROR;
+            return NGX_ERROR;
+        }
+
+        f->pending++;
+    }
+
+    return NGX_OK;
+}
+
+
+/* PostgreSQL answered a sub-batch (or could not be asked) */
+
+static void
+ngx_http_shortlink_flush_part_done(void *data, PGresult *res, ngx_int_t rc)
+{
+    ngx_http_shortlink_flush_part_t  *part = data;
+
+    ngx_http_shortlink_flush_t  *f;
+
+    f = part->flush;
+
+    if (rc != NGX_OK) {
+        f->rc = NGX_ERROR;
+    }
+
+    if (f->pending == 0 || --f->pending) {
+        /* others are still in flight */
+        return;
+    }
+
+    ngx_http_shortlink_flush_done(f, f->rc);
+}
+
+
+/* every sub-batch answered (or the batch could not be sent) */
+
+static void
+ngx_http_shortlink_flush_done(ngx_http_shortlink_flush_t *f, ngx_int_t rc)
+{
     ngx_uint_t                       full;
     ngx_msec_t                       delay;
     ngx_http_shortlink_metrics_t    *m;
@@ -367,24 +529,26 @@ ngx_http_shortlink_flush_next(ngx_http_shortlink_flush_t *f,
  */
 
 static ngx_int_t
-ngx_http_shortlink_flush_params(ngx_http_shortlink_flush_t *f,
+ngx_http_shortlink_flush_params(ngx_http_shortlink_flush_t *f, ngx_uint_t k,
     ngx_str_t *params)
 {
     u_char                            *p, *pos, *rec, *data, *buf, *fld;
     u_char                            *col[NGX_HTTP_SHORTLINK_FLUSH_COLUMNS];
     size_t                             len, size, flen;
-    ngx_uint_t                         i, j, n;
+    ngx_uint_t                         i, j, n, idx, count;
     ngx_http_shortlink_click_t        *click;
     ngx_http_shortlink_click_field_t  *field;
 
     /* the worst case: every byte escaped, plus quotes and separators */
 
+    count = f->parts[k].count;
+
     size = NGX_HTTP_SHORTLINK_FLUSH_COLUMNS * 2
-           + f->batch.count * (NGX_HTTP_SHORTLINK_FLUSH_COLUMNS * 8
-                               + sizeof("00000000-0000-0000-0000-000000000000")
-                               + NGX_INT64_LEN)
-           + f->batch.len * 4
-           + f->batch.count * (f->smcf->fields_overhead + 4);
+           + count * (NGX_HTTP_SHORTLINK_FLUSH_COLUMNS * 8
+                      + sizeof("00000000-0000-0000-0000-000000000000")
+                      + NGX_INT64_LEN)
+           + f->parts[k].len * 4
+           + count * (f->smcf->fields_overhead + 4);
 
     buf = ngx_alloc(size, f->log);
     if (buf == NULL) {
@@ -401,12 +565,18 @@ ngx_http_shortlink_flush_params(ngx_http_shortlink_flush_t *f,
         *p++ = '{';
 
         n = 0;
+        idx = 0;
         pos = f->batch.data;
 
         while ((pos = ngx_http_shortlink_queue_next(&f->batch, pos, &rec,
                                                     &len))
                != NULL)
         {
+            if (f->nparts > 1 && f->part[idx++] != k) {
+                /* another sub-batch's click */
+                continue;
+            }
+
             click = (ngx_http_shortlink_click_t *) rec;
             data = rec + sizeof(ngx_http_shortlink_click_t);
 

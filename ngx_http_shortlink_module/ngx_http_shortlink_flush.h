@@ -22,7 +22,12 @@ typedef struct {
     ngx_msec_t                    interval;
     ngx_uint_t                    batch;
     ngx_msec_t                    timeout;
+    ngx_uint_t                    parallel;  /* sub-batches sent at once */
 } ngx_http_shortlink_flush_conf_t;
+
+
+/* parallel= at most; each sub-batch takes a connection of the pool */
+#define NGX_HTTP_SHORTLINK_FLUSH_PARALLEL_MAX  16
 
 
 #endif /* _NGX_HTTP_SHORTLINK_FLUSH_H_INCLUDED_ */

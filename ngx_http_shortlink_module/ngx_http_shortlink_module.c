@@ -272,6 +272,7 @@ ngx_http_shortlink_create_main_conf(ngx_conf_t *cf)
     smcf->flush.interval = NGX_CONF_UNSET_MSEC;
     smcf->flush.batch = NGX_CONF_UNSET_UINT;
     smcf->flush.timeout = NGX_CONF_UNSET_MSEC;
+    smcf->flush.parallel = NGX_CONF_UNSET_UINT;
 
     return smcf;
 }
@@ -289,6 +290,13 @@ ngx_http_shortlink_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(smcf->flush.interval, 1000);
     ngx_conf_init_uint_value(smcf->flush.batch, 5000);
     ngx_conf_init_msec_value(smcf->flush.timeout, 10000);
+
+    if (smcf->flush.parallel == NGX_CONF_UNSET_UINT) {
+        /* half the pool: the other half stays for link look-ups */
+        smcf->flush.parallel = ngx_max(smcf->pg.size / 2, 1);
+        smcf->flush.parallel = ngx_min(smcf->flush.parallel,
+                                       NGX_HTTP_SHORTLINK_FLUSH_PARALLEL_MAX);
+    }
 
     if (smcf->queue && smcf->pg.conninfo.len == 0) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -928,7 +936,10 @@ ngx_http_shortlink_queue(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* shortlink_flush [interval=time] [batch=number] [timeout=time]; */
+/*
+ * shortlink_flush [interval=time] [batch=number] [timeout=time]
+ *                 [parallel=number];
+ */
 
 static char *
 ngx_http_shortlink_flush(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -954,6 +965,16 @@ ngx_http_shortlink_flush(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             smcf->flush.batch = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "parallel=", 9) == 0) {
+            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
+            if (n < 1 || n > NGX_HTTP_SHORTLINK_FLUSH_PARALLEL_MAX) {
+                goto invalid;
+            }
+
+            smcf->flush.parallel = (ngx_uint_t) n;
             continue;
         }
 
