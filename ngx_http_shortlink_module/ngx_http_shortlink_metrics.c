@@ -432,8 +432,9 @@ ngx_http_shortlink_metrics_handler(ngx_http_request_t *r)
             "# TYPE shortlink_backend_errors_total counter\n"
             "shortlink_backend_errors_total{backend=\"postgresql\"} %uA\n"
             "shortlink_backend_errors_total{backend=\"redis\"} %uA\n"
-            "# HELP shortlink_backend_timeouts_total Queries (PostgreSQL) "
-            "and GETs (Redis) not answered within their timeout.\n"
+            "# HELP shortlink_backend_timeouts_total Connection attempts, "
+            "queries (PostgreSQL) and GETs (Redis) not answered within "
+            "their timeout.\n"
             "# TYPE shortlink_backend_timeouts_total counter\n"
             "shortlink_backend_timeouts_total{backend=\"postgresql\"} %uA\n"
             "shortlink_backend_timeouts_total{backend=\"redis\"} %uA\n",

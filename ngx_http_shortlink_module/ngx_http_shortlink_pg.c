@@ -874,6 +874,10 @@ ngx_http_shortlink_pg_connect_timeout(ngx_event_t *ev)
 
     pgc = ev->data;
 
+    if (pgc->pool->conf->timeouts) {
+        (void) ngx_atomic_fetch_add(pgc->pool->conf->timeouts, 1);
+    }
+
     ngx_log_error(NGX_LOG_ERR, pgc->pool->log, NGX_ETIMEDOUT,
                   "shortlink: PostgreSQL %s timed out after %M ms",
                   pgc->state == NGX_HTTP_SHORTLINK_PG_CONNECTING

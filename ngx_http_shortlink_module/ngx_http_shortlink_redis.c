@@ -98,6 +98,9 @@ static ngx_uint_t ngx_http_shortlink_redis_is_address(ngx_str_t *host,
     in_port_t port);
 static ngx_uint_t ngx_http_shortlink_redis_usable(
     ngx_http_shortlink_redis_t *rd);
+static ngx_int_t ngx_http_shortlink_redis_versioned(
+    ngx_http_shortlink_redis_t *rd, ngx_str_t *key, int64_t version,
+    ngx_str_t *value, time_t ttl);
 static ngx_int_t ngx_http_shortlink_redis_command(
     ngx_http_shortlink_redis_t *rd, redisCallbackFn *fn, void *privdata,
     const char *fmt, ...);
@@ -339,19 +342,7 @@ ngx_http_shortlink_redis_set(ngx_http_shortlink_redis_t *rd, ngx_str_t *key,
         return;
     }
 
-    if (ttl > NGX_MAX_INT32_VALUE) {
-        ttl = NGX_MAX_INT32_VALUE;
-    }
-
-    if (ngx_http_shortlink_redis_command(rd,
-                                         ngx_http_shortlink_redis_write_done,
-                                         "SET",
-                                         "EVAL %s 1 %b%b %lld %b %d",
-                                         ngx_http_shortlink_redis_set_script,
-                                         rd->prefix.data, rd->prefix.len,
-                                         key->data, key->len,
-                                         (long long) version,
-                                         value->data, value->len, (int) ttl)
+    if (ngx_http_shortlink_redis_versioned(rd, key, version, value, ttl)
         == NGX_OK)
     {
         ngx_log_debug4(NGX_LOG_DEBUG_HTTP, rd->log, 0,
@@ -381,22 +372,10 @@ ngx_http_shortlink_redis_invalidate(ngx_http_shortlink_redis_t *rd,
                                          key->data, key->len);
 
     } else {
-        if (ttl > NGX_MAX_INT32_VALUE) {
-            ttl = NGX_MAX_INT32_VALUE;
-        }
-
         tomb.data = buf;
         tomb.len = ngx_sprintf(buf, "v%L -", version) - buf;
 
-        rc = ngx_http_shortlink_redis_command(rd,
-                                         ngx_http_shortlink_redis_write_done,
-                                         "SET",
-                                         "EVAL %s 1 %b%b %lld %b %d",
-                                         ngx_http_shortlink_redis_set_script,
-                                         rd->prefix.data, rd->prefix.len,
-                                         key->data, key->len,
-                                         (long long) version,
-                                         tomb.data, tomb.len, (int) ttl);
+        rc = ngx_http_shortlink_redis_versioned(rd, key, version, &tomb, ttl);
     }
 
     if (rc == NGX_OK) {
@@ -404,6 +383,28 @@ ngx_http_shortlink_redis_invalidate(ngx_http_shortlink_redis_t *rd,
                        "shortlink redis: invalidate \"%V%V\" v%L",
                        &rd->prefix, key, version);
     }
+}
+
+
+/* the script: value for ttl seconds unless a newer version is stored */
+
+static ngx_int_t
+ngx_http_shortlink_redis_versioned(ngx_http_shortlink_redis_t *rd,
+    ngx_str_t *key, int64_t version, ngx_str_t *value, time_t ttl)
+{
+    if (ttl > NGX_MAX_INT32_VALUE) {
+        ttl = NGX_MAX_INT32_VALUE;
+    }
+
+    return ngx_http_shortlink_redis_command(rd,
+                                         ngx_http_shortlink_redis_write_done,
+                                         "SET",
+                                         "EVAL %s 1 %b%b %lld %b %d",
+                                         ngx_http_shortlink_redis_set_script,
+                                         rd->prefix.data, rd->prefix.len,
+                                         key->data, key->len,
+                                         (long long) version,
+                                         value->data, value->len, (int) ttl);
 }
 
 
@@ -660,6 +661,10 @@ ngx_http_shortlink_redis_connect_timeout(ngx_event_t *ev)
 
     rd = ev->data;
     rd->timed_out = 1;
+
+    if (rd->conf->timeouts) {
+        (void) ngx_atomic_fetch_add(rd->conf->timeouts, 1);
+    }
 
     rd->report = ngx_http_shortlink_redis_error(rd, "%s timed out after %M ms",
                                                 (rd->ac->c.flags
