@@ -15,6 +15,9 @@
 #                     PostgreSQL lookups made meanwhile are counted
 #   redis-only        no zone: every request is a Redis GET (L2)
 #   postgres-only     no zone, no Redis: every request is a PostgreSQL query
+#   record            hot-1k with every click queued, nothing flushed during
+#                     the run (a 1 GB queue, flush interval=1h): what
+#                     recording a click costs the redirect itself
 #   clicks            hot-1k with every click queued and flushed; then the
 #                     backlog left is timed as it drains (flush rows/s)
 #   flush             the flush alone: clicks queued while record_clicks()
@@ -36,7 +39,7 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 
 SECONDS_PER_RUN=${1:-10}
 CONNS=${2:-50}
-CASES=${BENCH_CASES:-"hot-1k wide-100k unknown redis-only postgres-only clicks flush"}
+CASES=${BENCH_CASES:-"hot-1k wide-100k unknown redis-only postgres-only record clicks flush"}
 LINKS=100000
 FLUSH=${BENCH_FLUSH:-"interval=1s batch=5000"}
 
@@ -104,8 +107,13 @@ gen_conf clicks $((BASE + 4)) \
     "shortlink_queue clicks:32m;" \
     "shortlink_flush $FLUSH timeout=60s;"
 
+gen_conf record $((BASE + 5)) \
+    "shortlink_zone links:64m ttl=1h;" \
+    "shortlink_queue clicks:1024m;" \
+    "shortlink_flush interval=1h;"
+
 NGINX_PIDS=()
-for name in all redis pg clicks; do
+for name in all redis pg clicks record; do
     /usr/sbin/nginx -p "$NGX/" -c "$NGX/conf/$name.conf" &
     NGINX_PIDS+=($!)
 done
@@ -205,6 +213,14 @@ for case in $CASES; do
         report redis-only $((BASE + 2)) b 1000 ;;
     postgres-only)
         report postgres-only $((BASE + 3)) b "$LINKS" ;;
+    record)
+        warm $((BASE + 5)) b 1000
+        report record $((BASE + 5)) b 1000
+        printf '%-14s clicks queued: %s, dropped: %s\n' "" \
+            "$(curl -s "http://127.0.0.1:$((BASE + 5))/metrics" \
+               | awk '/^shortlink_click_queue_clicks / { print $2 }')" \
+            "$(curl -s "http://127.0.0.1:$((BASE + 5))/metrics" \
+               | awk '/^shortlink_clicks_total\{state="dropped"\}/ { print $2 }')" ;;
     esac
 done
 
