@@ -25,6 +25,7 @@ sub cleanup {
         DELETE FROM shortlink.clicks WHERE code LIKE '$P%';
         DELETE FROM shortlink.link_hourly_clicks WHERE code LIKE '$P%';
         DELETE FROM shortlink.link_hourly_uniques WHERE code LIKE '$P%';
+        DELETE FROM shortlink.clicks_rejected WHERE code LIKE '$P%';
     });
 }
 
@@ -437,7 +438,7 @@ my $skew_sql = qq{SET client_min_messages = error; SELECT shortlink.record_click
         ARRAY['${P}skew', '${P}skew', '${P}skew'],
         ARRAY['10.0.0.1', NULL, '10.0.0.3'], NULL, NULL, ARRAY['v1', 'v2', 'v3'], NULL)};
 is(sql_value($skew_sql), 1, 'a batch with two clicks out of range: the third is recorded');
-is(sql_value("SELECT string_agg(visitor_id || ' ' || (reason LIKE 'clicked_ms % is out of range%'),
+is(sql_value("SELECT string_agg(visitor_id || ' ' || (reason LIKE 'clicked_ms is out of range%'),
                                 ',' ORDER BY visitor_id)
                 FROM shortlink.clicks_rejected WHERE code = '${P}skew'"),
    'v2 true,v3 true', 'the two are in clicks_rejected with the reason');
@@ -457,6 +458,33 @@ eval {
              NULL, NULL, NULL, NULL, NULL)");
 };
 like($@, qr/NULL in p_event_ids/, 'a malformed call is still an error');
+
+# any click the database refuses for its data (here a constraint added for
+# the test) is found by halving the batch and set aside; the rest is
+# recorded
+sql("ALTER TABLE shortlink.clicks ADD CONSTRAINT t110_poison
+         CHECK (visitor_id IS DISTINCT FROM 'poison')");
+my $poison_sql = qq{SET client_min_messages = error; SELECT shortlink.record_clicks(
+        ARRAY[md5('${P}p1')::uuid, md5('${P}p2')::uuid, md5('${P}p3')::uuid,
+              md5('${P}p4')::uuid, md5('${P}p5')::uuid],
+        ARRAY[1741600800000, 1741600800001, 1741600800002, 1741600800003,
+              1741600800004]::bigint[],
+        ARRAY['${P}poison', '${P}poison', '${P}poison', '${P}poison', '${P}poison'],
+        NULL, NULL, NULL, ARRAY['p1', 'p2', 'poison', 'p4', 'p5'], NULL)};
+my $ok = eval { is(sql_value($poison_sql), 4, 'a batch with one refused click: four recorded'); 1 };
+diag($@) unless $ok;
+is(sql_value("SELECT string_agg(visitor_id || ' ' || (reason LIKE 'SQLSTATE 23514: %t110_poison%'), ',')
+                FROM shortlink.clicks_rejected WHERE code = '${P}poison'"),
+   'poison true', 'the refused one is in clicks_rejected with its SQLSTATE and message');
+is(sql_value("SELECT string_agg(visitor_id, ',' ORDER BY visitor_id) FROM shortlink.clicks
+               WHERE code = '${P}poison'"), 'p1,p2,p4,p5', 'the others are in clicks');
+is(sql_value("SELECT sum(pv) FROM shortlink.link_hourly_clicks WHERE code = '${P}poison'"),
+   4, 'and counted once each in the rollup');
+is(sql_value($poison_sql), 0, 'the same batch again: nothing inserted');
+is(sql_value("SELECT count(*) FROM shortlink.clicks_rejected WHERE code = '${P}poison'")
+   . ' ' . sql_value("SELECT count(*) FROM shortlink.clicks WHERE code = '${P}poison'"),
+   '1 4', 'nothing twice, in either table');
+sql("ALTER TABLE shortlink.clicks DROP CONSTRAINT t110_poison");
 sql("DELETE FROM shortlink.clicks_rejected WHERE code LIKE '$P%'");
 is(sql_value("SELECT shortlink.record_clicks('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')"),
    0, 'an empty batch inserts nothing');
