@@ -150,6 +150,32 @@ COMMENT ON FUNCTION shortlink.api_candidates(jsonb, integer) IS
     '(generate in SQL), [] when nginx has none for the item';
 
 
+CREATE FUNCTION shortlink.api_create_problem(p_len integer, p_doc jsonb, p_type text)
+RETURNS shortlink.api_result
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN p_len IS NULL THEN
+            shortlink.api_problem(400, 'bad-query', 'bad query parameter',
+                                  'code_length must be a number from 4 to 16')
+        WHEN p_doc IS NULL THEN
+            shortlink.api_problem(400, 'malformed-json', 'malformed JSON',
+                                  'the request body is missing or not valid JSON')
+        WHEN jsonb_typeof(p_doc) <> p_type AND p_type = 'object' THEN
+            shortlink.api_problem(400, 'not-an-object', 'body is not an object',
+                                  'the request body must be a JSON object')
+        WHEN jsonb_typeof(p_doc) <> p_type THEN
+            shortlink.api_problem(400, 'not-an-array', 'body is not an array',
+                                  'the request body must be a JSON array of link objects')
+        END
+$$;
+
+COMMENT ON FUNCTION shortlink.api_create_problem(integer, jsonb, text) IS
+    'What POST /links (p_type ''object'') and POST /links/bulk (''array'') '
+    'refuse before looking at the links: 400 for a bad code_length (p_len '
+    'NULL), malformed JSON (p_doc NULL) or a body of another JSON type; a '
+    'NULL status when there is nothing to refuse';
+
+
 CREATE FUNCTION shortlink.api_create(p_params jsonb, p_body text, p_owner text,
                                      p_base_url text, p_codes jsonb)
 RETURNS shortlink.api_result
@@ -157,19 +183,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
     doc  jsonb := shortlink.api_parse_json(p_body);
     len  integer := shortlink.api_code_length(p_params);
+    bad  shortlink.api_result := shortlink.api_create_problem(len, doc, 'object');
     chk  jsonb;
 BEGIN
-    IF len IS NULL THEN
-        RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
-                                     'code_length must be a number from 4 to 16');
-    END IF;
-    IF doc IS NULL THEN
-        RETURN shortlink.api_problem(400, 'malformed-json', 'malformed JSON',
-                                     'the request body is missing or not valid JSON');
-    END IF;
-    IF jsonb_typeof(doc) <> 'object' THEN
-        RETURN shortlink.api_problem(400, 'not-an-object', 'body is not an object',
-                                     'the request body must be a JSON object');
+    IF bad.status IS NOT NULL THEN
+        RETURN bad;
     END IF;
     chk := shortlink.api_check_link(doc, false, '');
     IF jsonb_array_length(chk -> 'errors') > 0 THEN
@@ -200,18 +218,10 @@ DECLARE
     r        shortlink.api_result;
     results  jsonb[] := '{}';
     created  integer := 0;
+    bad      shortlink.api_result := shortlink.api_create_problem(len, doc, 'array');
 BEGIN
-    IF len IS NULL THEN
-        RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
-                                     'code_length must be a number from 4 to 16');
-    END IF;
-    IF doc IS NULL THEN
-        RETURN shortlink.api_problem(400, 'malformed-json', 'malformed JSON',
-                                     'the request body is missing or not valid JSON');
-    END IF;
-    IF jsonb_typeof(doc) <> 'array' THEN
-        RETURN shortlink.api_problem(400, 'not-an-array', 'body is not an array',
-                                     'the request body must be a JSON array of link objects');
+    IF bad.status IS NOT NULL THEN
+        RETURN bad;
     END IF;
     IF jsonb_array_length(doc) > 1000 THEN
         RETURN shortlink.api_problem(413, 'too-many-links', 'too many links',
