@@ -139,6 +139,41 @@ COMMENT ON FUNCTION shortlink.record_clicks_or_reject(uuid[], bigint[], text[],
     'clicks_rejected with the SQLSTATE and message, the others are recorded.  '
     'Returns how many rows were inserted into clicks';
 
+CREATE FUNCTION shortlink.clicks_by_time(
+    p_event_ids    uuid[],
+    p_clicked_ms   bigint[],
+    p_codes        text[],
+    p_ips          text[],
+    p_user_agents  text[],
+    p_referers     text[],
+    p_visitors     text[],
+    p_extra        jsonb[],
+    p_lo           bigint,
+    p_hi           bigint,
+    p_inside       boolean)
+RETURNS TABLE (event_ids uuid[], clicked_ms bigint[], codes text[], ips text[],
+               user_agents text[], referers text[], visitors text[], extra jsonb[])
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(array_agg(u.e ORDER BY u.n), '{}'),
+           coalesce(array_agg(u.t ORDER BY u.n), '{}'),
+           coalesce(array_agg(u.c ORDER BY u.n), '{}'),
+           coalesce(array_agg(u.i ORDER BY u.n), '{}'),
+           coalesce(array_agg(u.a ORDER BY u.n), '{}'),
+           coalesce(array_agg(u.r ORDER BY u.n), '{}'),
+           coalesce(array_agg(u.v ORDER BY u.n), '{}'),
+           coalesce(array_agg(u.x ORDER BY u.n), '{}')
+      FROM unnest(p_event_ids, p_clicked_ms, p_codes, p_ips, p_user_agents,
+                  p_referers, p_visitors, p_extra)
+           WITH ORDINALITY AS u(e, t, c, i, a, r, v, x, n)
+     WHERE (u.t BETWEEN p_lo AND p_hi) = p_inside
+$$;
+
+COMMENT ON FUNCTION shortlink.clicks_by_time(uuid[], bigint[], text[], text[], text[],
+                                             text[], text[], jsonb[], bigint, bigint,
+                                             boolean) IS
+    'The clicks (arrays as for record_clicks, in order) whose clicked_ms is '
+    'between p_lo and p_hi (p_inside) or outside it (NOT p_inside)';
+
 CREATE FUNCTION shortlink.record_clicks(
     p_event_ids    uuid[],
     p_clicked_ms   bigint[],
@@ -187,34 +222,18 @@ BEGIN
                    p_codes, p_ips, p_user_agents, p_referers, p_visitors, p_extra);
     END IF;
 
-    SELECT array_agg(u.e ORDER BY u.n), array_agg(u.t ORDER BY u.n),
-           array_agg(u.c ORDER BY u.n), array_agg(u.i ORDER BY u.n),
-           array_agg(u.a ORDER BY u.n), array_agg(u.r ORDER BY u.n),
-           array_agg(u.v ORDER BY u.n), array_agg(u.x ORDER BY u.n)
-      INTO ids, ms, codes, ips, uas, refs, visitors, extra
-      FROM unnest(p_event_ids, p_clicked_ms, p_codes, p_ips, p_user_agents,
-                  p_referers, p_visitors, p_extra)
-           WITH ORDINALITY AS u(e, t, c, i, a, r, v, x, n)
-     WHERE u.t < lo OR u.t > hi;
+    SELECT * INTO ids, ms, codes, ips, uas, refs, visitors, extra
+      FROM shortlink.clicks_by_time(p_event_ids, p_clicked_ms, p_codes, p_ips,
+               p_user_agents, p_referers, p_visitors, p_extra, lo, hi, false);
 
     PERFORM shortlink.reject_clicks(ids, ms, codes, ips, uas, refs, visitors, extra,
         format('clicked_ms is out of range (%s .. %s: after 2000, at most two '
                'days ahead of the database clock; check the clock of the nginx '
                'hosts)', lo, hi));
 
-    SELECT coalesce(array_agg(u.e ORDER BY u.n), '{}'),
-           coalesce(array_agg(u.t ORDER BY u.n), '{}'),
-           coalesce(array_agg(u.c ORDER BY u.n), '{}'),
-           coalesce(array_agg(u.i ORDER BY u.n), '{}'),
-           coalesce(array_agg(u.a ORDER BY u.n), '{}'),
-           coalesce(array_agg(u.r ORDER BY u.n), '{}'),
-           coalesce(array_agg(u.v ORDER BY u.n), '{}'),
-           coalesce(array_agg(u.x ORDER BY u.n), '{}')
-      INTO ids, ms, codes, ips, uas, refs, visitors, extra
-      FROM unnest(p_event_ids, p_clicked_ms, p_codes, p_ips, p_user_agents,
-                  p_referers, p_visitors, p_extra)
-           WITH ORDINALITY AS u(e, t, c, i, a, r, v, x, n)
-     WHERE u.t BETWEEN lo AND hi;
+    SELECT * INTO ids, ms, codes, ips, uas, refs, visitors, extra
+      FROM shortlink.clicks_by_time(p_event_ids, p_clicked_ms, p_codes, p_ips,
+               p_user_agents, p_referers, p_visitors, p_extra, lo, hi, true);
 
     RETURN shortlink.record_clicks_or_reject(ids, ms, codes, ips, uas, refs,
                                              visitors, extra);
