@@ -306,7 +306,7 @@ ngx_http_shortlink_api_candidates(ngx_http_request_t *r,
     size_t                           len;
     uint32_t                         salt;
     ngx_int_t                        n;
-    ngx_str_t                        code, *arg;
+    ngx_str_t                        code, arg;
     ngx_uint_t                       row, rows, attempt, sent, length;
     ngx_http_shortlink_loc_conf_t   *slcf;
     ngx_http_shortlink_main_conf_t  *smcf;
@@ -326,13 +326,12 @@ ngx_http_shortlink_api_candidates(ngx_http_request_t *r,
     /* ?code_length= overrides the directive; a bad one is SQL's 400 */
 
     length = slcf->code_length;
-    arg = &code;
 
     if (ngx_http_arg(r, (u_char *) "code_length", sizeof("code_length") - 1,
-                     arg)
+                     &arg)
         == NGX_OK)
     {
-        n = ngx_atoi(arg->data, arg->len);
+        n = ngx_atoi(arg.data, arg.len);
 
         if (n >= NGX_HTTP_SHORTLINK_CODE_GEN_MIN
             && n <= NGX_HTTP_SHORTLINK_CODE_GEN_MAX)
