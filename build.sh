@@ -25,7 +25,7 @@ MODULE_SO=$BUILD/ngx_http_shortlink_module.so
 PACKAGES=(
     nginx nginx-dev build-essential
     libhiredis-dev libpq-dev libbloom-dev libmurmurhash-dev
-    postgresql redis-server
+    postgresql postgresql-15-hll redis-server
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
     libtext-diff-perl liburi-perl libwww-perl libhttp-message-perl
     libipc-run-perl
@@ -191,6 +191,11 @@ EOF
     psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
         -c "CREATE ROLE shortlink LOGIN" \
         -c "CREATE DATABASE shortlink OWNER shortlink"
+
+    # sql/010 needs HyperLogLog, which only a superuser can install
+    psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d shortlink \
+        -c "CREATE SCHEMA shortlink AUTHORIZATION shortlink" \
+        -c "CREATE EXTENSION hll SCHEMA shortlink"
 
     SHORTLINK_DSN="host=127.0.0.1 port=$PG_PORT dbname=shortlink user=shortlink"
     "$ROOT/sql/migrate.sh" "$SHORTLINK_DSN" >/dev/null

@@ -17,7 +17,6 @@ sql(q{
     INSERT INTO shortlink.links (code, url) VALUES ('ppfail', 'https://example.com/f');
     DELETE FROM shortlink.clicks WHERE code LIKE 'pp%';
     DELETE FROM shortlink.link_hourly_clicks WHERE code LIKE 'pp%';
-    DELETE FROM shortlink.link_hourly_uniques WHERE code LIKE 'pp%';
 
     CREATE TABLE IF NOT EXISTS public.t105_refuse (code text);
     DELETE FROM public.t105_refuse;

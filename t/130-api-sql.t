@@ -413,8 +413,7 @@ refused(400, 'stats too many buckets', 'GET', "/links/$P-inj/stats",
         'from=2000-01-01&to=2025-01-01&interval=hour', undef, $alice);
 refused(400, 'stats unknown parameter', 'GET', "/links/$P-inj/stats", 'limit=3', undef, $alice);
 sql("DELETE FROM shortlink.clicks WHERE code LIKE '$P%';
-     DELETE FROM shortlink.link_hourly_clicks WHERE code LIKE '$P%';
-     DELETE FROM shortlink.link_hourly_uniques WHERE code LIKE '$P%'");
+     DELETE FROM shortlink.link_hourly_clicks WHERE code LIKE '$P%'");
 
 
 # --- bulk ----------------------------------------------------------------------------
