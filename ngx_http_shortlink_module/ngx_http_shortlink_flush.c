@@ -10,9 +10,10 @@
  * twice (a lost reply, a killed worker) inserts nothing twice, because the
  * event ids are unique.
  *
- * With parallel=N (N > 1) a large batch is split into up to N sub-batches
- * by a hash of the code and they are sent at once on as many connections
- * of the pool: sub-batches then touch disjoint rollup rows (pv per code
+ * batch= bounds the clicks of one call (one statement, one transaction);
+ * with parallel=N (N > 1) the flusher takes up to N times that from the
+ * queue, splits it into up to N sub-batches by a hash of the code and
+ * sends them at once on as many connections of the pool: sub-batches then touch disjoint rollup rows (pv per code
  * and hour, the visitor set per code and hour), so they never wait for
  * each other's row locks and cannot deadlock, and PostgreSQL works on them
  * on several cores.  The batch leaves the queue only when every sub-batch
@@ -122,8 +123,9 @@ ngx_http_shortlink_flush_create(ngx_cycle_t *cycle,
     }
 
     if (smcf->flush.parallel > 1) {
-        /* a batch never holds more than batch= clicks */
-        f->part = ngx_palloc(cycle->pool, smcf->flush.batch);
+        /* a batch never holds more than batch= clicks per part */
+        f->part = ngx_palloc(cycle->pool,
+                             smcf->flush.batch * smcf->flush.parallel);
         if (f->part == NULL) {
             return NULL;
         }
@@ -228,7 +230,8 @@ ngx_http_shortlink_flush_handler(ngx_event_t *ev)
         return;
     }
 
-    rc = ngx_http_shortlink_queue_peek(smcf->queue, smcf->flush.batch,
+    rc = ngx_http_shortlink_queue_peek(smcf->queue,
+                                       smcf->flush.batch * smcf->flush.parallel,
                                        &f->batch, f->log);
 
     if (rc == NGX_DECLINED) {
@@ -265,7 +268,9 @@ ngx_http_shortlink_flush_handler(ngx_event_t *ev)
 /*
  * How many sub-batches the batch becomes, and which click goes into
  * which: by a hash of the code, so that all clicks of one code are in one
- * sub-batch.  Small batches are not split.
+ * sub-batch.  Enough sub-batches for about batch= clicks each (more when
+ * a few codes have most clicks), as many as parallel= allows down to 500
+ * clicks each; small batches are not split.
  */
 
 static void
@@ -273,11 +278,18 @@ ngx_http_shortlink_flush_split(ngx_http_shortlink_flush_t *f)
 {
     u_char                      *pos, *next, *rec;
     size_t                       len;
-    ngx_uint_t                   i, k, n;
+    ngx_uint_t                   i, k, n, need;
     ngx_http_shortlink_click_t  *click;
 
     n = ngx_min(f->smcf->flush.parallel,
                 f->batch.count / NGX_HTTP_SHORTLINK_FLUSH_PART_MIN);
+
+    /* the batch holds at most parallel * batch clicks: need <= parallel */
+    need = (f->batch.count + f->smcf->flush.batch - 1) / f->smcf->flush.batch;
+
+    if (n < need) {
+        n = need;
+    }
 
     if (n < 2) {
         f->nparts = 1;
@@ -423,7 +435,8 @@ ngx_http_shortlink_flush_done(ngx_http_shortlink_flush_t *f, ngx_int_t rc)
         }
 
         f->failures = 0;
-        full = (f->batch.count == smcf->flush.batch);
+        full = (f->batch.count
+                == smcf->flush.batch * smcf->flush.parallel);
         delay = full ? 1 : smcf->flush.interval;
 
     } else {
