@@ -296,6 +296,8 @@ DECLARE
     d         date;
     tomorrow  date := (now() AT TIME ZONE 'UTC')::date + 1;
     inserted  integer;
+    state     text;
+    msg       text;
 BEGIN
     IF p_event_ids IS NULL OR p_clicked_ms IS NULL OR p_codes IS NULL THEN
         RAISE EXCEPTION 'record_clicks: p_event_ids, p_clicked_ms and p_codes '
@@ -461,16 +463,28 @@ BEGIN
     END;
 
     -- every 10 seconds at most, the batch that finds the merge due and its
-    -- lock free merges up to 2,000 hours' rows (tens of milliseconds); the
-    -- others go on without waiting
+    -- lock free merges up to 2,000 hours' rows (about 0.1 s per 1,000);
+    -- the others go on without waiting.  A merge that fails is skipped
+    -- with a WARNING, and tried again 10 seconds later: it must never keep
+    -- the clicks from being recorded
     IF inserted > 0
        AND (SELECT last_run FROM shortlink.hourly_compaction)
            < now() - interval '10 seconds'
-       AND pg_try_advisory_xact_lock(
-               hashtextextended('shortlink.link_hourly_clicks merge', 0))
     THEN
-        UPDATE shortlink.hourly_compaction SET last_run = now();
-        PERFORM shortlink.compact_hourly_clicks(2000);
+        IF pg_try_advisory_xact_lock(
+               hashtextextended('shortlink.link_hourly_clicks merge', 0))
+        THEN
+            UPDATE shortlink.hourly_compaction SET last_run = now();
+            BEGIN
+                PERFORM shortlink.compact_hourly_clicks(2000);
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE,
+                                        msg = MESSAGE_TEXT;
+                RAISE WARNING 'record_clicks: merging the hourly rows failed '
+                              '(SQLSTATE %: %); the clicks are recorded, the '
+                              'rows stay unmerged', state, msg;
+            END;
+        END IF;
     END IF;
 
     RETURN inserted;

@@ -398,6 +398,27 @@ is(sql_value("SELECT count(*) || '/' || count(visitors)
 is_deeply(stats('merge', '2025-03-10 10:00:00', '2025-03-10 11:00:00')->{totals},
           { pv => 2, uv => 2, unique_ips => 1, bots => 0 },
           'and the hour counts the merged and the appended row');
+
+# a merge that fails (here: a sketch of other parameters, written by hand)
+# does not keep the batch from being recorded
+sql("INSERT INTO shortlink.link_hourly_clicks (code, hour, pv, bots, visitors, ips)
+     VALUES ('${P}odd', '2025-03-10 12:00:00+00', 1, 0,
+             shortlink.hll_empty(11, 5, -1, 1), shortlink.hll_empty(11, 5, -1, 1))");
+is(sql_value(batch_sql(
+    { id => 'od1', t => '2025-03-10 12:05:00.000', code => 'odd', ip => '10.0.0.9',
+      ua => undef, ref => undef, vis => 'v9', country => undef })),
+   1, 'a click of an hour whose rows cannot be merged');
+sql("UPDATE shortlink.hourly_compaction SET last_run = now() - interval '11 seconds'");
+is(sql_value("SET client_min_messages = error; " . batch_sql(
+    { id => 'mg3', t => '2025-03-10 10:52:00.000', code => 'merge', ip => '10.0.0.9',
+      ua => undef, ref => undef, vis => 'v11', country => undef })),
+   1, 'the batch that finds the merge due and failing is still recorded');
+is(sql_value("SELECT last_run > now() - interval '1 minute'
+                FROM shortlink.hourly_compaction"), 't',
+   'and the next merge is 10 s away');
+is(sql_value("SELECT count(*) FROM shortlink.link_hourly_clicks WHERE code = '${P}odd'"),
+   2, 'the rows of that hour stay as they were');
+sql("DELETE FROM shortlink.link_hourly_clicks WHERE code = '${P}odd'");
 sql("UPDATE shortlink.hourly_compaction SET last_run = 'infinity'");
 
 # uv and unique IPs are HyperLogLog sketches: exact up to 320 distinct
