@@ -112,7 +112,10 @@ ALTER TABLE shortlink.link_hourly_clicks
     ADD COLUMN ip_hashes bigint[];
 
 -- the sets of 003 become sketches; a set row without its pv row (deleted
--- by hand) has nothing to join and is dropped with the set
+-- by hand) has nothing to join and is dropped with the set.  Sorted
+-- aggregation: one 128 kB sketch state at a time (see
+-- compact_hourly_clicks)
+SET LOCAL enable_hashagg = off;
 UPDATE shortlink.link_hourly_clicks h
    SET visitors = coalesce(s.visitors, shortlink.hll_empty(12, 5, -1, 1)),
        ips = coalesce(s.ips, shortlink.hll_empty(12, 5, -1, 1))
@@ -131,6 +134,7 @@ UPDATE shortlink.link_hourly_clicks
  WHERE visitors IS NULL;
 
 DROP TABLE shortlink.link_hourly_uniques;
+RESET enable_hashagg;
 
 ALTER TABLE shortlink.link_hourly_clicks
     ADD CONSTRAINT link_hourly_clicks_sketches_or_hashes
@@ -269,13 +273,14 @@ $$;
 COMMENT ON FUNCTION shortlink.compact_hourly_clicks(integer) IS
     'Merges the rows of up to p_limit (code, hour) pairs that have rows '
     'appended by batches into one row each (sums, and the union of the '
-    'sketches: the figures do not change), oldest hours first; returns how many pairs it '
-    'merged.  record_clicks calls it every 10 seconds at most; call it in a '
+    'sketches: the figures do not change), oldest hours first; returns how '
+    'many pairs it merged.  record_clicks calls it every 10 seconds at most; call it in a '
     'loop until it returns 0 to merge everything, e.g. after a backlog';
 
 
 -- record_clicks_checked (003's record_clicks, renamed by 009): the same
--- two statements, with the set insert folded into the pv upsert
+-- two statements; the hourly rows are appended, not upserted, and the
+-- merge runs when it is due
 CREATE OR REPLACE FUNCTION shortlink.record_clicks_checked(
     p_event_ids    uuid[],
     p_clicked_ms   bigint[],
