@@ -13,10 +13,11 @@
  * batch= bounds the clicks of one call (one statement, one transaction);
  * with parallel=N (N > 1) the flusher takes up to N times that from the
  * queue, splits it into up to N sub-batches by a hash of the code and
- * sends them at once on as many connections of the pool: sub-batches then touch disjoint rollup rows (pv per code
- * and hour, the visitor set per code and hour), so they never wait for
- * each other's row locks and cannot deadlock, and PostgreSQL works on them
- * on several cores.  The batch leaves the queue only when every sub-batch
+ * sends them at once on as many connections of the pool, so PostgreSQL
+ * works on them on several cores.  All clicks of a link are in one
+ * sub-batch: a batch appends one hourly row per link and hour, not one per
+ * sub-batch, and a link whose clicks PostgreSQL refuses holds back only
+ * its own sub-batch.  The batch leaves the queue only when every sub-batch
  * committed; if one fails the whole batch stays and is sent again later,
  * and the sub-batches that did commit then insert nothing (idempotency).
  *
@@ -60,6 +61,7 @@ struct ngx_http_shortlink_flush_s {
     ngx_http_shortlink_queue_batch_t   batch;
     ngx_http_shortlink_flush_part_t   *parts;      /* flush.parallel */
     u_char                            *part;       /* click -> its part */
+    ngx_uint_t                         max;        /* batch * parallel */
     ngx_uint_t                         nparts;     /* of this batch */
     ngx_uint_t                         pending;    /* parts in flight */
     ngx_int_t                          rc;         /* NGX_ERROR: one failed */
@@ -111,6 +113,7 @@ ngx_http_shortlink_flush_create(ngx_cycle_t *cycle,
 
     f->smcf = smcf;
     f->log = cycle->log;
+    f->max = smcf->flush.batch * smcf->flush.parallel;
 
     f->parts = ngx_pcalloc(cycle->pool, smcf->flush.parallel
                                    * sizeof(ngx_http_shortlink_flush_part_t));
@@ -123,9 +126,7 @@ ngx_http_shortlink_flush_create(ngx_cycle_t *cycle,
     }
 
     if (smcf->flush.parallel > 1) {
-        /* a batch never holds more than batch= clicks per part */
-        f->part = ngx_palloc(cycle->pool,
-                             smcf->flush.batch * smcf->flush.parallel);
+        f->part = ngx_palloc(cycle->pool, f->max);
         if (f->part == NULL) {
             return NULL;
         }
@@ -230,9 +231,8 @@ ngx_http_shortlink_flush_handler(ngx_event_t *ev)
         return;
     }
 
-    rc = ngx_http_shortlink_queue_peek(smcf->queue,
-                                       smcf->flush.batch * smcf->flush.parallel,
-                                       &f->batch, f->log);
+    rc = ngx_http_shortlink_queue_peek(smcf->queue, f->max, &f->batch,
+                                       f->log);
 
     if (rc == NGX_DECLINED) {
         /* nothing queued */
@@ -284,7 +284,7 @@ ngx_http_shortlink_flush_split(ngx_http_shortlink_flush_t *f)
     n = ngx_min(f->smcf->flush.parallel,
                 f->batch.count / NGX_HTTP_SHORTLINK_FLUSH_PART_MIN);
 
-    /* the batch holds at most parallel * batch clicks: need <= parallel */
+    /* the batch holds at most f->max clicks: need <= parallel */
     need = (f->batch.count + f->smcf->flush.batch - 1) / f->smcf->flush.batch;
 
     if (n < need) {
@@ -435,8 +435,7 @@ ngx_http_shortlink_flush_done(ngx_http_shortlink_flush_t *f, ngx_int_t rc)
         }
 
         f->failures = 0;
-        full = (f->batch.count
-                == smcf->flush.batch * smcf->flush.parallel);
+        full = (f->batch.count == f->max);
         delay = full ? 1 : smcf->flush.interval;
 
     } else {
