@@ -311,6 +311,7 @@ ngx_http_shortlink_api_candidates(ngx_http_request_t *r,
     ngx_http_shortlink_loc_conf_t   *slcf;
     ngx_http_shortlink_main_conf_t  *smcf;
     ngx_http_shortlink_bloom_t      *bloom;
+    ngx_http_shortlink_metrics_t    *m;
     u_char                           buf[NGX_HTTP_SHORTLINK_CODE_GEN_MAX];
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_shortlink_module);
@@ -356,6 +357,7 @@ ngx_http_shortlink_api_candidates(ngx_http_request_t *r,
                     slcf->code_attempts, length);
 
     bloom = smcf->worker->bloom;
+    m = ngx_http_shortlink_metrics_get(smcf->metrics);
 
     for (row = 0; row < rows; row++) {
         p = ngx_sprintf(p, "%s\"%*s\":[", row ? "," : "",
@@ -373,13 +375,9 @@ ngx_http_shortlink_api_candidates(ngx_http_request_t *r,
             code.data = buf;
             code.len = length;
 
-            /* "bulk" would be the route /links/bulk */
-            if ((length == 4 && ngx_strncmp(buf, "bulk", 4) == 0)
-                || (bloom && ngx_http_shortlink_bloom_present(bloom, &code)))
-            {
-                ngx_http_shortlink_metric_add(
-                    ngx_http_shortlink_metrics_get(smcf->metrics),
-                    code_collisions, 1);
+            /* "bulk" (the route /links/bulk) is skipped by SQL */
+            if (bloom && ngx_http_shortlink_bloom_present(bloom, &code)) {
+                ngx_http_shortlink_metric_add(m, code_collisions, 1);
                 continue;
             }
 
@@ -667,8 +665,8 @@ ngx_http_shortlink_api_warm(ngx_http_request_t *r, PGresult *res)
     ngx_http_shortlink_link_t        link;
     ngx_http_shortlink_main_conf_t  *smcf;
 
-    if (PQnfields(res) < 9 || PQgetisnull(res, 0, 2)
-        || ngx_http_shortlink_lookup_row(res, 3, 8, &link) != NGX_OK)
+    if (ngx_http_shortlink_lookup_row(res, 3, 8, &link) != NGX_OK
+        || PQgetisnull(res, 0, 2))
     {
         return;
     }

@@ -135,11 +135,7 @@ ngx_uint_t
 ngx_http_shortlink_bloom_present(ngx_http_shortlink_bloom_t *b,
     ngx_str_t *code)
 {
-    if (!b->trusted) {
-        return 0;
-    }
-
-    return bloom_check(&b->current, code->data, (int) code->len) == 1;
+    return b->trusted && !ngx_http_shortlink_bloom_absent(b, code);
 }
 
 

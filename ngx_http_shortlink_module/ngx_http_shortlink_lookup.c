@@ -217,7 +217,7 @@ ngx_http_shortlink_lookup_invalidate(ngx_http_shortlink_main_conf_t *smcf,
 /*
  * A link from a result row: url, redirect status and expiry (Unix time or
  * NULL) in columns col to col + 2, its version in vcol and forward_query
- * (if present) in vcol + 1.  NGX_ERROR when it breaks a link's rules.
+ * in vcol + 1.  NGX_ERROR when it breaks a link's rules.
  */
 
 ngx_int_t
@@ -226,7 +226,7 @@ ngx_http_shortlink_lookup_row(PGresult *res, int col, int vcol,
 {
     ngx_int_t  n;
 
-    if (PQnfields(res) <= ngx_max(col + 2, vcol)) {
+    if (PQnfields(res) <= ngx_max(col + 2, vcol + 1)) {
         return NGX_ERROR;
     }
 
@@ -246,9 +246,7 @@ ngx_http_shortlink_lookup_row(PGresult *res, int col, int vcol,
                                     PQgetlength(res, 0, vcol));
 
     /* forward_query, a boolean in text form, follows the version */
-    link->forward = PQnfields(res) > vcol + 1
-                    && !PQgetisnull(res, 0, vcol + 1)
-                    && PQgetvalue(res, 0, vcol + 1)[0] == 't';
+    link->forward = PQgetvalue(res, 0, vcol + 1)[0] == 't';
 
     if (link->version < 0) {
         link->version = 0;
