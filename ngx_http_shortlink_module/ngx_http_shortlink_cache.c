@@ -39,6 +39,7 @@ typedef struct {
     u_char                             forward;
     u_short                            status;
     u_short                            url_len;
+    uint32_t                           epoch;        /* see cache_clear */
     ngx_queue_t                        queue;
     ngx_msec_t                         fresh_until;
     time_t                             link_expires;
@@ -52,6 +53,7 @@ typedef struct {
     ngx_rbtree_node_t                  sentinel;
     ngx_queue_t                        queue;
     time_t                             nomem_logged;
+    uint32_t                           epoch;        /* see cache_clear */
 } ngx_http_shortlink_cache_sh_t;
 
 
@@ -127,8 +129,8 @@ ngx_http_shortlink_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    ctx->sh = ngx_slab_alloc(ctx->shpool,
-                             sizeof(ngx_http_shortlink_cache_sh_t));
+    ctx->sh = ngx_slab_calloc(ctx->shpool,
+                              sizeof(ngx_http_shortlink_cache_sh_t));
     if (ctx->sh == NULL) {
         return NGX_ERROR;
     }
@@ -272,6 +274,13 @@ ngx_http_shortlink_cache_get(ngx_shm_zone_t *zone, ngx_str_t *code,
         return NGX_HTTP_SHORTLINK_CACHE_MISS;
     }
 
+    if (cn->epoch != ctx->sh->epoch) {
+        /* cached before notifications were missed */
+        ngx_http_shortlink_cache_free(ctx, cn);
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_HTTP_SHORTLINK_CACHE_MISS;
+    }
+
     age = (ngx_msec_int_t) (now - cn->fresh_until);
 
     if (cn->negative) {
@@ -390,6 +399,7 @@ ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
         /* a late, older answer never replaces a fresh, newer entry */
 
         if (cn->version > (link ? link->version : 0)
+            && cn->epoch == ctx->sh->epoch
             && (ngx_msec_int_t) (now - cn->fresh_until) < 0)
         {
             ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -446,6 +456,7 @@ ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
     cn = (ngx_http_shortlink_cache_node_t *) &node->color;
 
     cn->negative = (link == NULL);
+    cn->epoch = ctx->sh->epoch;
     cn->code_len = (u_char) code->len;
     cn->fresh_until = now + ttl;
     cn->version = link ? link->version : 0;
@@ -495,25 +506,21 @@ ngx_http_shortlink_cache_invalidate(ngx_shm_zone_t *zone, ngx_str_t *code,
 }
 
 
-/* notifications may have been missed: nothing cached can be trusted */
+/*
+ * Notifications may have been missed: nothing cached can be trusted.  O(1)
+ * under the lock: entries of an older epoch are misses when looked up, and
+ * freed as they reach the LRU tail.
+ */
 
 void
 ngx_http_shortlink_cache_clear(ngx_shm_zone_t *zone)
 {
-    ngx_queue_t                      *q;
-    ngx_http_shortlink_cache_ctx_t   *ctx;
-    ngx_http_shortlink_cache_node_t  *cn;
+    ngx_http_shortlink_cache_ctx_t  *ctx;
 
     ctx = zone->data;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    while (!ngx_queue_empty(&ctx->sh->queue)) {
-        q = ngx_queue_last(&ctx->sh->queue);
-        cn = ngx_queue_data(q, ngx_http_shortlink_cache_node_t, queue);
-        ngx_http_shortlink_cache_free(ctx, cn);
-    }
-
+    ctx->sh->epoch++;
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 }
 
@@ -615,6 +622,10 @@ ngx_http_shortlink_cache_useless(ngx_http_shortlink_cache_ctx_t *ctx,
     ngx_http_shortlink_cache_node_t *cn, ngx_msec_t now)
 {
     ngx_msec_int_t  age;
+
+    if (cn->epoch != ctx->sh->epoch) {
+        return 1;
+    }
 
     age = (ngx_msec_int_t) (now - cn->fresh_until);
 
