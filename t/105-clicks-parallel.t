@@ -17,23 +17,8 @@ sql(q{
     INSERT INTO shortlink.links (code, url) VALUES ('ppfail', 'https://example.com/f');
     DELETE FROM shortlink.clicks WHERE code LIKE 'pp%';
     DELETE FROM shortlink.link_hourly_clicks WHERE code LIKE 'pp%';
-
-    CREATE TABLE IF NOT EXISTS public.t105_refuse (code text);
-    DELETE FROM public.t105_refuse;
-    INSERT INTO public.t105_refuse VALUES ('ppfail');
-    CREATE OR REPLACE FUNCTION public.t105_refuse() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    BEGIN
-        IF EXISTS (SELECT FROM public.t105_refuse r WHERE r.code = NEW.code) THEN
-            RAISE EXCEPTION 't105: % refused', NEW.code;
-        END IF;
-        RETURN NEW;
-    END;
-    $$;
-    DROP TRIGGER IF EXISTS t105_refuse ON shortlink.clicks;
-    CREATE TRIGGER t105_refuse BEFORE INSERT ON shortlink.clicks
-        FOR EACH ROW EXECUTE FUNCTION public.t105_refuse();
 });
+refuse_clicks('ppfail');
 
 sub pp_rows {
     return sql_value("SELECT count(*) FROM shortlink.clicks WHERE code LIKE 'pp%'");
@@ -61,7 +46,7 @@ no_root_location();
 run_tests();
 
 # after the blocks (nginx has written everything in TEST 3): every click
-# once, rollups exact; the test's trigger removed
+# once, rollups exact
 is(pp_rows(), 1200, 'all 1,200 clicks are in PostgreSQL once the refusal ends');
 is(sql_value("SELECT count(DISTINCT event_id) FROM shortlink.clicks WHERE code LIKE 'pp%'"),
    1200, 'none of them twice');
@@ -69,12 +54,6 @@ is(sql_value("SELECT sum(pv) FROM shortlink.link_hourly_clicks WHERE code LIKE '
    1200, 'the hourly page views add up to 1,200');
 is(sql_value("SELECT count(*) FROM shortlink.clicks WHERE code = 'ppfail'"),
    120, 'the refused code\'s 120 clicks arrived too');
-
-sql(q{
-    DROP TRIGGER t105_refuse ON shortlink.clicks;
-    DROP FUNCTION public.t105_refuse();
-    DROP TABLE public.t105_refuse;
-});
 
 __DATA__
 
@@ -90,10 +69,7 @@ __DATA__
 # that finds all 1,200 splits them.  Attempts back off while they fail,
 # so wait for the other sub-batch for up to a minute (nginx under
 # valgrind is slow to answer the 1,200 requests)
-for (1 .. 600) {
-    last if main::pp_rows() > 9;
-    select(undef, undef, undef, 0.1);
-}
+ShortlinkTest::wait_until(sub { main::pp_rows() > 9 }, 60);
 select(undef, undef, undef, 0.5);
 my $rows = main::pp_rows();
 # unsplit, nothing after the first "ppfail" (request 10) could commit
@@ -102,7 +78,7 @@ Test::More::ok($rows > 9 && $rows < 1080,
 Test::More::is(ShortlinkTest::sql_value(
                    "SELECT count(*) FROM shortlink.clicks WHERE code = 'ppfail'"),
                0, "nothing of the refused sub-batch");
-ShortlinkTest::sql("DELETE FROM public.t105_refuse");
+ShortlinkTest::allow_clicks();
 --- request
 GET /metrics
 --- response_body_like
@@ -114,10 +90,7 @@ shortlink_click_queue_clicks [1-9]\d*\n(?s:.*)shortlink_flush_batches_total\{res
 --- init
 # the failed batch is retried after a backoff that doubled meanwhile (up
 # to 30 s): wait for up to a minute
-for (1 .. 600) {
-    last if main::pp_rows() == 1200;
-    select(undef, undef, undef, 0.1);
-}
+ShortlinkTest::wait_until(sub { main::pp_rows() == 1200 }, 60);
 --- request
 GET /metrics
 --- response_body_like

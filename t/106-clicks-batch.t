@@ -16,24 +16,8 @@ sql(q{
     SELECT 'pq' || i, 'https://example.com/pq' || i FROM generate_series(1, 200) i;
     DELETE FROM shortlink.clicks WHERE code LIKE 'pq%';
     DELETE FROM shortlink.link_hourly_clicks WHERE code LIKE 'pq%';
-
-    CREATE TABLE IF NOT EXISTS public.t106_refuse (on_ boolean);
-    DELETE FROM public.t106_refuse;
-    INSERT INTO public.t106_refuse VALUES (true);
-    CREATE OR REPLACE FUNCTION public.t106_refuse() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    BEGIN
-        -- not a data error (class 22/23): the batch is kept and retried
-        IF NEW.code LIKE 'pq%' AND EXISTS (SELECT FROM public.t106_refuse) THEN
-            RAISE EXCEPTION 't106: refused';
-        END IF;
-        RETURN NEW;
-    END;
-    $$;
-    DROP TRIGGER IF EXISTS t106_refuse ON shortlink.clicks;
-    CREATE TRIGGER t106_refuse BEFORE INSERT ON shortlink.clicks
-        FOR EACH ROW EXECUTE FUNCTION public.t106_refuse();
 });
+refuse_clicks('pq%');
 
 sub pq_rows {
     return sql_value("SELECT count(*) FROM shortlink.clicks WHERE code LIKE 'pq%'");
@@ -81,13 +65,10 @@ GET /metrics
 
 === TEST 3: the refusal ends: two calls of about 1,000 clicks, one transaction each
 --- init
-ShortlinkTest::sql("DELETE FROM public.t106_refuse");
+ShortlinkTest::allow_clicks();
 # the failed batch is retried after a backoff that doubled meanwhile (up
 # to 30 s): wait for up to a minute
-for (1 .. 600) {
-    last if main::pq_rows() == 2000;
-    select(undef, undef, undef, 0.1);
-}
+ShortlinkTest::wait_until(sub { main::pq_rows() == 2000 }, 60);
 Test::More::is(main::pq_rows(), 2000, 'all 2,000 clicks arrived');
 Test::More::is(ShortlinkTest::sql_value(
                    "SELECT count(DISTINCT event_id) FROM shortlink.clicks
@@ -103,11 +84,6 @@ Test::More::ok($n[0] > 700 && $n[1] < 1300,
 Test::More::is(ShortlinkTest::sql_value(
                    "SELECT sum(pv) FROM shortlink.link_hourly_clicks
                      WHERE code LIKE 'pq%'"), 2000, 'the hourly page views add up');
-ShortlinkTest::sql(q{
-    DROP TRIGGER t106_refuse ON shortlink.clicks;
-    DROP FUNCTION public.t106_refuse();
-    DROP TABLE public.t106_refuse;
-});
 --- request
 GET /metrics
 --- response_body_like

@@ -36,28 +36,25 @@ sub cleanup {
     });
 }
 
-# one API call; returns (status, decoded body or undef)
+# one API call; returns (status, decoded body or undef).  $codes: the
+# candidate codes nginx would send (p_codes), as a Perl structure
 sub api {
-    my ($method, $path, $query, $body, $key, $base) = @_;
+    my ($method, $path, $query, $body, $key, $base, $codes) = @_;
     $body = $json->encode($body) if ref $body;
     my $out = sql_value(
         'SELECT status || \'|\' || coalesce(body::text, \'\') FROM shortlink.api('
         . join(', ', map { q_($_) } $method, $path, $query, $body, $key,
-               @_ >= 6 ? $base : $BASE) . ')');
+               @_ >= 6 ? $base : $BASE)
+        . (defined $codes ? ', ' . q_($json->encode($codes)) . '::jsonb' : '')
+        . ')');
     my ($status, $text) = split /\|/, $out, 2;
     return ($status, length $text ? $json->decode($text) : undef);
 }
 
-# one API call with candidate codes (what nginx sends): p_codes as JSON
+# one API call with candidate codes, at the default base URL
 sub api_codes {
     my ($method, $path, $query, $body, $key, $codes) = @_;
-    $body = $json->encode($body) if ref $body;
-    my $out = sql_value(
-        'SELECT status || \'|\' || coalesce(body::text, \'\') FROM shortlink.api('
-        . join(', ', map { q_($_) } $method, $path, $query, $body, $key, $BASE)
-        . ', ' . q_($json->encode($codes)) . '::jsonb)');
-    my ($status, $text) = split /\|/, $out, 2;
-    return ($status, length $text ? $json->decode($text) : undef);
+    return api($method, $path, $query, $body, $key, $BASE, $codes);
 }
 
 # a fingerprint of everything the API could write

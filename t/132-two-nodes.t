@@ -60,10 +60,8 @@ _EOC_
              '-c', "$node2_dir/nginx.conf";
         exit 127;
     }
-    for (1 .. 200) {
-        last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$node2_port");
-        Time::HiRes::sleep(0.02);
-    }
+    wait_until(sub { IO::Socket::INET->new(PeerAddr => "127.0.0.1:$node2_port") },
+               4, 0.02);
 }
 
 # GET through node 2: (status, Location, X-Cache)
@@ -115,13 +113,11 @@ Authorization: Bearer $TEST_NGINX_API_KEY
 --- init
 # a second (valgrind slows nginx down: five there)
 my $window = $ENV{TEST_NGINX_USE_VALGRIND} ? 5 : 1;
-my $t0 = Time::HiRes::time();
 my @got;
-while (Time::HiRes::time() - $t0 < $window) {
+ShortlinkTest::wait_until(sub {
     @got = main::node2_get('/node1');
-    last if $got[1] eq 'https://example.com/after';
-    Time::HiRes::sleep(0.02);
-}
+    $got[1] eq 'https://example.com/after';
+}, $window, 0.02);
 Test::More::is($got[1], 'https://example.com/after',
                'node 2 sees the change within the window');
 --- http_config

@@ -13,7 +13,8 @@ use POSIX ':sys_wait_h';
 use Time::HiRes qw(sleep);
 
 our @EXPORT = qw(sql sql_value sql_rows sql_bg pg_stop pg_start pg_wait_bg
-                 silent_listener redis redis_stop redis_start);
+                 silent_listener redis redis_stop redis_start wait_until
+                 refuse_clicks allow_clicks);
 
 my @background;
 
@@ -123,9 +124,61 @@ sub redis_stop {
 sub redis_start {
     my $dir = $ENV{SHORTLINK_REDIS_DIR} or die "SHORTLINK_REDIS_DIR is not set\n";
     system('redis-server', "$dir/redis.conf") == 0 or die "redis-server failed\n";
-    for (1 .. 50) {
-        last if redis('ping') eq 'PONG';
-        sleep 0.05;
+    wait_until(sub { redis('ping') eq 'PONG' }, 2.5);
+}
+
+# poll $cond every 0.1 s (or $step) for up to $seconds; returns whether it
+# became true.  The caller still asserts what it waited for
+sub wait_until {
+    my ($cond, $seconds, $step) = @_;
+    my $deadline = Time::HiRes::time() + $seconds;
+    for (;;) {
+        return 1 if $cond->();
+        return 0 if Time::HiRes::time() >= $deadline;
+        sleep($step // 0.1);
+    }
+}
+
+# PostgreSQL refuses every click whose code is LIKE $pattern (not a data
+# error: nginx keeps the batch and sends it again) until allow_clicks();
+# the trigger is dropped when the suite's process ends (not in a child)
+my $refusing = 0;
+
+sub refuse_clicks {
+    my ($pattern) = @_;
+    $refusing = $$;
+    sql(qq{
+        CREATE TABLE IF NOT EXISTS public.t_refuse_clicks (pattern text);
+        DELETE FROM public.t_refuse_clicks;
+        INSERT INTO public.t_refuse_clicks VALUES ('$pattern');
+        CREATE OR REPLACE FUNCTION public.t_refuse_clicks() RETURNS trigger
+        LANGUAGE plpgsql AS \$\$
+        BEGIN
+            IF EXISTS (SELECT FROM public.t_refuse_clicks r
+                        WHERE NEW.code LIKE r.pattern) THEN
+                RAISE EXCEPTION 'test: clicks of % refused', NEW.code;
+            END IF;
+            RETURN NEW;
+        END;
+        \$\$;
+        DROP TRIGGER IF EXISTS t_refuse_clicks ON shortlink.clicks;
+        CREATE TRIGGER t_refuse_clicks BEFORE INSERT ON shortlink.clicks
+            FOR EACH ROW EXECUTE FUNCTION public.t_refuse_clicks();
+    });
+}
+
+sub allow_clicks {
+    sql("DELETE FROM public.t_refuse_clicks");
+}
+
+END {
+    if ($refusing == $$) {
+        local $?;
+        eval {
+            sql(q{DROP TRIGGER IF EXISTS t_refuse_clicks ON shortlink.clicks;
+                  DROP FUNCTION IF EXISTS public.t_refuse_clicks();
+                  DROP TABLE IF EXISTS public.t_refuse_clicks});
+        };
     }
 }
 
