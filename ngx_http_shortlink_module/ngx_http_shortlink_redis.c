@@ -90,7 +90,6 @@ struct ngx_http_shortlink_redis_cmd_s {
     ngx_http_shortlink_redis_handler_pt   handler;
     void                                 *data;       /* NULL once answered
                                                          or detached */
-    unsigned                              timed_out:1;
 };
 
 
@@ -122,6 +121,8 @@ static void ngx_http_shortlink_redis_handshake_done(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_shortlink_redis_get_done(redisAsyncContext *ac,
     void *r, void *privdata);
+static void ngx_http_shortlink_redis_failed(ngx_http_shortlink_redis_t *rd,
+    redisReply *reply);
 static void ngx_http_shortlink_redis_write_done(redisAsyncContext *ac,
     void *r, void *privdata);
 
@@ -858,21 +859,37 @@ ngx_http_shortlink_redis_get_done(redisAsyncContext *ac, void *r,
                                               "to GET", reply->type);
     }
 
-    /* a GET lost with a connection a timeout ended is a timeout too */
-
-    if (rc == NGX_ERROR && !cmd->timed_out) {
-        if (reply == NULL && rd->timed_out) {
-            if (rd->conf->timeouts) {
-                (void) ngx_atomic_fetch_add(rd->conf->timeouts, 1);
-            }
-
-        } else if (rd->conf->errors) {
-            (void) ngx_atomic_fetch_add(rd->conf->errors, 1);
-        }
+    if (rc == NGX_ERROR) {
+        ngx_http_shortlink_redis_failed(rd, reply);
     }
 
     ngx_http_shortlink_redis_deliver(cmd, rc, vp);
     ngx_http_shortlink_redis_finish(cmd);
+}
+
+
+/*
+ * A command got an error, or no reply: a timeout when a timeout ended the
+ * connection, an error otherwise, nothing when the worker is exiting (its
+ * commands are cut off, not failed).
+ */
+
+static void
+ngx_http_shortlink_redis_failed(ngx_http_shortlink_redis_t *rd,
+    redisReply *reply)
+{
+    ngx_atomic_t  *counter;
+
+    if (rd->destroyed) {
+        return;
+    }
+
+    counter = (reply == NULL && rd->timed_out) ? rd->conf->timeouts
+                                               : rd->conf->errors;
+
+    if (counter) {
+        (void) ngx_atomic_fetch_add(counter, 1);
+    }
 }
 
 
@@ -893,9 +910,7 @@ ngx_http_shortlink_redis_write_done(redisAsyncContext *ac, void *r,
     ngx_http_shortlink_redis_answered(rd);
 
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        if (rd->conf->errors) {
-            (void) ngx_atomic_fetch_add(rd->conf->errors, 1);
-        }
+        ngx_http_shortlink_redis_failed(rd, reply);
     }
 
     if (reply && reply->type == REDIS_REPLY_ERROR) {
@@ -925,12 +940,9 @@ ngx_http_shortlink_redis_get_timeout(ngx_event_t *ev)
 
     cmd = ev->data;
     rd = cmd->rd;
-    cmd->timed_out = 1;
-    rd->timed_out = 1;
 
-    if (rd->conf->timeouts) {
-        (void) ngx_atomic_fetch_add(rd->conf->timeouts, 1);
-    }
+    /* the GET is counted when the closed connection answers it */
+    rd->timed_out = 1;
 
     rd->report = ngx_http_shortlink_redis_error(rd,
                                             "GET timed out after %M ms, "
