@@ -44,8 +44,11 @@ typedef struct {
 static void ngx_http_shortlink_api_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_shortlink_api_params(ngx_http_request_t *r,
     ngx_str_t *params, const char **detail);
+static ngx_uint_t ngx_http_shortlink_api_creates(ngx_http_request_t *r,
+    ngx_str_t *params);
 static ngx_int_t ngx_http_shortlink_api_call(ngx_http_request_t *r,
-    ngx_http_shortlink_api_ctx_t *ctx);
+    ngx_http_shortlink_api_ctx_t *ctx, const char *sql, int n,
+    ngx_str_t *params, ngx_http_shortlink_pg_handler_pt handler);
 static void ngx_http_shortlink_api_urls_done(void *data, PGresult *res,
     ngx_int_t rc);
 static ngx_int_t ngx_http_shortlink_api_candidates(ngx_http_request_t *r,
@@ -187,32 +190,20 @@ ngx_http_shortlink_api_body(ngx_http_request_t *r)
     params = ctx->params;
     ngx_str_set(&params[6], "");
 
-    if (r->method == NGX_HTTP_POST && params[3].len
-        && ((params[1].len == sizeof("/links") - 1
-             && ngx_strncmp(params[1].data, "/links", params[1].len) == 0)
-            || (params[1].len == sizeof("/links/bulk") - 1
-                && ngx_strncmp(params[1].data, "/links/bulk",
-                               params[1].len) == 0)))
-    {
+    if (ngx_http_shortlink_api_creates(r, params)) {
         /* first: which items need a code (path and body) */
         urls[0] = params[1];
         urls[1] = params[3];
 
-        rc = ngx_http_shortlink_pg_exec(smcf->worker->pg,
-                                        ngx_http_shortlink_api_urls_sql, 2,
-                                        urls,
-                                        smcf->pg.query_timeout * 5,
-                                        ngx_http_shortlink_api_urls_done,
-                                        ctx, &ctx->query);
+        rc = ngx_http_shortlink_api_call(r, ctx,
+                                         ngx_http_shortlink_api_urls_sql, 2,
+                                         urls,
+                                         ngx_http_shortlink_api_urls_done);
 
     } else {
-        rc = ngx_http_shortlink_api_call(r, ctx);
-    }
-
-    if (rc == NGX_DECLINED) {
-        rc = ngx_http_shortlink_api_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                            "Service Unavailable",
-                                            "PostgreSQL is unavailable");
+        rc = ngx_http_shortlink_api_call(r, ctx, ngx_http_shortlink_api_sql,
+                                         7, params,
+                                         ngx_http_shortlink_api_done);
     }
 
     if (rc != NGX_OK) {
@@ -224,22 +215,52 @@ ngx_http_shortlink_api_body(ngx_http_request_t *r)
 }
 
 
-/* the request itself: NGX_OK (answered later), NGX_DECLINED, or a status */
+/* POST /links or /links/bulk with a body: codes may have to be made */
+
+static ngx_uint_t
+ngx_http_shortlink_api_creates(ngx_http_request_t *r, ngx_str_t *params)
+{
+    ngx_str_t  *path;
+
+    path = &params[1];
+
+    if (r->method != NGX_HTTP_POST || params[3].len == 0) {
+        return 0;
+    }
+
+    return (path->len == sizeof("/links") - 1
+            && ngx_strncmp(path->data, "/links", path->len) == 0)
+           || (path->len == sizeof("/links/bulk") - 1
+               && ngx_strncmp(path->data, "/links/bulk", path->len) == 0);
+}
+
+
+/*
+ * One query of the API; NGX_OK: handler answers later, else the status to
+ * finalize with (503 with a problem when PostgreSQL is known to be down)
+ */
 
 static ngx_int_t
 ngx_http_shortlink_api_call(ngx_http_request_t *r,
-    ngx_http_shortlink_api_ctx_t *ctx)
+    ngx_http_shortlink_api_ctx_t *ctx, const char *sql, int n,
+    ngx_str_t *params, ngx_http_shortlink_pg_handler_pt handler)
 {
+    ngx_int_t                        rc;
     ngx_http_shortlink_main_conf_t  *smcf;
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_shortlink_module);
 
-    return ngx_http_shortlink_pg_exec(smcf->worker->pg,
-                                      ngx_http_shortlink_api_sql, 7,
-                                      ctx->params,
-                                      smcf->pg.query_timeout * 5,
-                                      ngx_http_shortlink_api_done, ctx,
-                                      &ctx->query);
+    rc = ngx_http_shortlink_pg_exec(smcf->worker->pg, sql, n, params,
+                                    smcf->pg.query_timeout * 5, handler, ctx,
+                                    &ctx->query);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_shortlink_api_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                              "Service Unavailable",
+                                              "PostgreSQL is unavailable");
+    }
+
+    return rc;
 }
 
 
@@ -269,16 +290,11 @@ ngx_http_shortlink_api_urls_done(void *data, PGresult *res, ngx_int_t rc)
         goto done;
     }
 
-    rc = ngx_http_shortlink_api_call(r, ctx);
+    rc = ngx_http_shortlink_api_call(r, ctx, ngx_http_shortlink_api_sql, 7,
+                                     ctx->params, ngx_http_shortlink_api_done);
 
     if (rc == NGX_OK) {
         return;
-    }
-
-    if (rc == NGX_DECLINED) {
-        rc = ngx_http_shortlink_api_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                            "Service Unavailable",
-                                            "PostgreSQL is unavailable");
     }
 
 done:
