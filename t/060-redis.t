@@ -42,6 +42,14 @@ our $config = <<'_EOC_';
     }
 _EOC_
 
+# every block: these, unless it says otherwise
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value("http_config", $::http_config)
+        unless defined $block->http_config;
+    $block->set_value("config", $::config) unless defined $block->config;
+});
+
 no_shuffle();
 no_root_location();
 run_tests();
@@ -49,8 +57,6 @@ run_tests();
 __DATA__
 
 === TEST 1: a PostgreSQL answer is written to Redis, then Redis answers
---- http_config eval: $::http_config
---- config eval: $::config
 --- request eval
 ["GET /rd2", "GET /rd2"]
 --- error_code eval
@@ -71,8 +77,6 @@ Test::More::is(ShortlinkTest::redis('get', 'sl:rd2'),
                . " 301 0 0 https://example.com/rd2", "the value in Redis, with the version");
 my $ttl = ShortlinkTest::redis('ttl', 'sl:rd2');
 Test::More::ok($ttl > 590 && $ttl <= 600, "its TTL is ttl=10m ($ttl)");
---- http_config eval: $::http_config
---- config eval: $::config
 --- request
 GET /rd2
 --- error_code: 301
@@ -82,8 +86,6 @@ X-Cache: redis
 
 
 === TEST 3: forward_query survives Redis
---- http_config eval: $::http_config
---- config eval: $::config
 --- request eval
 ["GET /rdf?q=1", "GET /rdf?q=2"]
 --- error_code eval
@@ -97,8 +99,6 @@ X-Cache: redis
 === TEST 4: Redis is asked before PostgreSQL (a value PostgreSQL lacks)
 --- init
 ShortlinkTest::redis('set', 'sl:rd9', 'v1 307 0 0 https://example.com/only-in-redis');
---- http_config eval: $::http_config
---- config eval: $::config
 --- request
 GET /rd9
 --- error_code: 307
@@ -113,8 +113,6 @@ shortlink pg: sending
 === TEST 5: a dangerous value in Redis is ignored: PostgreSQL decides
 --- init
 ShortlinkTest::redis('set', 'sl:rd1', "v1 302 0 0 javascript:alert(1)");
---- http_config eval: $::http_config
---- config eval: $::config
 --- request
 GET /rd1
 --- error_code: 302
@@ -129,8 +127,6 @@ malformed Redis value for "rd1" ignored
 === TEST 6: a value with a status nginx must not send is ignored
 --- init
 ShortlinkTest::redis('set', 'sl:rd3', "v1 200 0 0 https://example.com/x");
---- http_config eval: $::http_config
---- config eval: $::config
 --- request
 GET /rd3
 --- error_code: 302
@@ -145,8 +141,6 @@ malformed Redis value for "rd3" ignored
 === TEST 7: garbage in Redis for an unknown code: PostgreSQL says 404
 --- init
 ShortlinkTest::redis('set', 'sl:rd8', "garbage");
---- http_config eval: $::http_config
---- config eval: $::config
 --- request
 GET /rd8
 --- error_code: 404
@@ -160,8 +154,6 @@ malformed Redis value for "rd8" ignored
 === TEST 8: a value without a version (an older format) is ignored
 --- init
 ShortlinkTest::redis('set', 'sl:rd5', "302 0 0 https://example.com/old-format");
---- http_config eval: $::http_config
---- config eval: $::config
 --- request
 GET /rd5
 --- error_code: 302
@@ -176,8 +168,6 @@ malformed Redis value for "rd5" ignored
 === TEST 9: a tombstone sends the lookup to PostgreSQL; an older answer does not replace it
 --- init
 ShortlinkTest::redis('set', 'sl:rd6', "v999 -");
---- http_config eval: $::http_config
---- config eval: $::config
 --- request
 GET /rd6
 --- error_code: 302
@@ -194,8 +184,6 @@ X-Cache: pg
 Test::More::is(ShortlinkTest::redis('get', 'sl:rd6'), "v999 -",
                "PostgreSQL's version 1 did not overwrite version 999");
 ShortlinkTest::redis('set', 'sl:rd6', "v1 -");
---- http_config eval: $::http_config
---- config eval: $::config
 --- request
 GET /rd6
 --- error_code: 302
@@ -208,8 +196,6 @@ X-Cache: pg
 --- init
 Test::More::like(ShortlinkTest::redis('get', 'sl:rd6'), qr{^v1 302 0 0 https://example.com/rd6$},
                  "version 1 replaced the tombstone of version 1");
---- http_config eval: $::http_config
---- config eval: $::config
 --- request
 GET /rd6
 --- error_code: 302
@@ -227,8 +213,6 @@ ShortlinkTest::wait_until(
     sub { ShortlinkTest::redis('get', 'sl:rd6') eq "v$v -" }, 2.5, 0.05);
 Test::More::is(ShortlinkTest::redis('get', 'sl:rd6'), "v$v -",
                "the notification left a tombstone of version $v");
---- http_config eval: $::http_config
---- config eval: $::config
 --- request eval
 ["GET /rd6", "GET /rd6"]
 --- error_code eval
@@ -242,8 +226,6 @@ Test::More::is(ShortlinkTest::redis('get', 'sl:rd6'), "v$v -",
 === TEST 13: Redis stopped: PostgreSQL answers, quickly
 --- init
 ShortlinkTest::redis_stop();
---- http_config eval: $::http_config
---- config eval: $::config
 --- request eval
 ["GET /rd4", "GET /rd4"]
 --- error_code eval
@@ -261,8 +243,6 @@ ShortlinkTest::redis_stop();
 --- init
 ShortlinkTest::redis_start();
 select(undef, undef, undef, 1.2);
---- http_config eval: $::http_config
---- config eval: $::config
 --- request eval
 ["GET /rd4", "GET /rd4"]
 --- error_code eval
@@ -278,7 +258,6 @@ select(undef, undef, undef, 1.2);
 --- http_config
     shortlink_postgres "$TEST_NGINX_PG_DSN";
     shortlink_redis 127.0.0.1:$TEST_NGINX_SILENT_PORT timeout=200ms backoff=5s;
---- config eval: $::config
 --- request eval
 ["GET /rd1", "GET /rd2", "GET /rd3"]
 --- error_code eval
