@@ -11,7 +11,9 @@
 #                         build, start PostgreSQL, Redis and nginx on
 #                         127.0.0.1:8080 with a sample link; Ctrl-C stops all
 #
-# Environment: TEST_NGINX_USE_VALGRIND=1 (suite under valgrind), SKIP_APT=1
+# Environment: TEST_NGINX_USE_VALGRIND=1 (suite under valgrind),
+# TEST_NGINX_LIB=dir (run the suites with the Test::Nginx in dir, e.g.
+# upstream's lib/, instead of t/runner/lib), SKIP_APT=1
 # (do not look for missing packages), SHORTLINK_NGINX_SRC (nginx sources,
 # default /usr/share/nginx/src from nginx-dev).
 
@@ -238,7 +240,7 @@ stop_services() {
 # --- commands -------------------------------------------------------------
 
 cmd_test() {
-    local status=0 files=("$@")
+    local status=0 files=("$@") lib
 
     trap stop_services EXIT
     trap 'exit 130' INT TERM
@@ -260,12 +262,19 @@ cmd_test() {
 
     cd "$ROOT"
 
+    # TEST_NGINX_LIB names another Test::Nginx lib/ (upstream's, to check
+    # that the suites pass there too); the runner's self-test is ours only
+    lib=${TEST_NGINX_LIB:-$ROOT/t/runner/lib}
+
     if [ ${#files[@]} -eq 0 ]; then
-        files=(t/runner/selftest.t t/*.t)
-        run_unit_tests || status=1
+        files=(t/*.t)
+        if [ -z "${TEST_NGINX_LIB:-}" ]; then
+            files=(t/runner/selftest.t "${files[@]}")
+            run_unit_tests || status=1
+        fi
     fi
 
-    prove -I t/runner/lib -I t/lib "${files[@]}" || status=$?
+    prove -I "$lib" -I t/lib "${files[@]}" || status=$?
 
     return $status
 }
