@@ -121,6 +121,7 @@ run_unit_tests() {
         cc -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter -g $incs \
             -o "$bin" "$t" \
             "$ROOT/ngx_http_shortlink_module/ngx_http_shortlink_code.c" \
+            "$ROOT/ngx_http_shortlink_module/ngx_http_shortlink_utf8.c" \
             -lmurmurhash \
             || die "unit test $t does not build"
         log "unit: $(basename "$bin")"
