@@ -4,8 +4,10 @@
  *
  * Recording a click on the redirect path: the visitor cookie, privacy
  * (Do Not Track / Global Privacy Control, IP anonymisation), header values
- * cut to their limits and cleaned to valid UTF-8 without control
- * characters, the admin's extra fields, and the push into the click queue.
+ * cut to their limits and cleaned to well-formed UTF-8 without control
+ * characters (ngx_http_shortlink_utf8_clean(): ill-formed bytes become
+ * U+FFFD, never a refused click), the admin's extra fields, and the push
+ * into the click queue.
  *
  * The record is built on the stack and copied into shared memory: nothing
  * here allocates from the request pool for the queue, does I/O, or waits.
@@ -22,6 +24,7 @@
 #include "ngx_http_shortlink_code.h"
 #include "ngx_http_shortlink_click.h"
 #include "ngx_http_shortlink_queue.h"
+#include "ngx_http_shortlink_utf8.h"
 
 
 #define NGX_HTTP_SHORTLINK_CLICK_MAX                                          \
@@ -37,8 +40,6 @@ static ngx_int_t ngx_http_shortlink_click_visitor(ngx_http_request_t *r,
     ngx_http_shortlink_loc_conf_t *slcf, u_char *id);
 static size_t ngx_http_shortlink_click_ip(ngx_http_request_t *r,
     ngx_uint_t mode, u_char *text);
-static size_t ngx_http_shortlink_click_clean(u_char *dst, u_char *src,
-    size_t len, size_t max);
 static uint64_t ngx_http_shortlink_ids_random(ngx_http_shortlink_ids_t *ids);
 
 
@@ -154,7 +155,7 @@ ngx_http_shortlink_click_record(ngx_http_request_t *r, ngx_str_t *code)
 
     len = 0;
     if (r->headers_in.user_agent) {
-        len = ngx_http_shortlink_click_clean(p,
+        len = ngx_http_shortlink_utf8_clean(p,
                                       r->headers_in.user_agent->value.data,
                                       r->headers_in.user_agent->value.len,
                                       NGX_HTTP_SHORTLINK_CLICK_UA_MAX);
@@ -165,7 +166,7 @@ ngx_http_shortlink_click_record(ngx_http_request_t *r, ngx_str_t *code)
 
     len = 0;
     if (r->headers_in.referer) {
-        len = ngx_http_shortlink_click_clean(p,
+        len = ngx_http_shortlink_utf8_clean(p,
                                       r->headers_in.referer->value.data,
                                       r->headers_in.referer->value.len,
                                       NGX_HTTP_SHORTLINK_CLICK_REFERER_MAX);
@@ -186,7 +187,7 @@ ngx_http_shortlink_click_record(ngx_http_request_t *r, ngx_str_t *code)
                 return NGX_ERROR;
             }
 
-            len = ngx_http_shortlink_click_clean(p + 2, value.data, value.len,
+            len = ngx_http_shortlink_utf8_clean(p + 2, value.data, value.len,
                                          NGX_HTTP_SHORTLINK_CLICK_FIELD_MAX);
             *(uint16_t *) p = (uint16_t) len;
             p += 2 + len;
@@ -362,71 +363,6 @@ ngx_http_shortlink_click_ip(ngx_http_request_t *r, ngx_uint_t mode,
     default: /* unix socket */
         return 0;
     }
-}
-
-
-/*
- * At most max bytes of src, as valid UTF-8 without control characters:
- * anything else becomes '?', and a character is never cut in two.  A
- * header is the client's to fill; PostgreSQL must never refuse a batch
- * because of one.
- */
-
-static size_t
-ngx_http_shortlink_click_clean(u_char *dst, u_char *src, size_t len,
-    size_t max)
-{
-    u_char    *p, *last, *start, *d;
-    uint32_t   ch;
-
-    d = dst;
-    p = src;
-    last = src + len;
-
-    while (p < last) {
-        start = p;
-
-        if (*p < 0x80) {
-            if ((size_t) (d - dst) + 1 > max) {
-                break;
-            }
-
-            *d++ = (*p < 0x20 || *p == 0x7f) ? '?' : *p;
-            p++;
-            continue;
-        }
-
-        ch = ngx_utf8_decode(&p, last - p);
-
-        if (ch > 0x10ffff || (ch >= 0xd800 && ch <= 0xdfff)) {
-            /* invalid: one '?' for the byte, go on after it */
-            if ((size_t) (d - dst) + 1 > max) {
-                break;
-            }
-
-            *d++ = '?';
-            p = start + 1;
-            continue;
-        }
-
-        if (ch < 0xa0) {
-            /* C1 control characters */
-            if ((size_t) (d - dst) + 1 > max) {
-                break;
-            }
-
-            *d++ = '?';
-            continue;
-        }
-
-        if ((size_t) (d - dst) + (p - start) > max) {
-            break;
-        }
-
-        d = ngx_cpymem(d, start, p - start);
-    }
-
-    return d - dst;
 }
 
 
