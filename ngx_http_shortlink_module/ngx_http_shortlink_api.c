@@ -3,9 +3,10 @@
  * Copyright (C) ngx_http_shortlink_module authors
  *
  * The management API location ("shortlink_api").  nginx's part is small on
- * purpose: read the body, check it is UTF-8, and hand method, path, query,
- * body, bearer key and base URL to one SQL function, shortlink.api() in
- * sql/004_api.sql and sql/008_api_codes.sql, which validates,
+ * purpose: read the body, check that every input is UTF-8 (a 400 if not),
+ * and hand method, path, query, body, bearer key and base URL to one SQL
+ * function, shortlink.api() in sql/004_api.sql and sql/008_api_codes.sql,
+ * which validates,
  * authorises, writes and answers in JSON.  The rules live there, so psql
  * users get the same operations.  JSON is never parsed here.
  *
@@ -20,8 +21,8 @@
  * visit is a cache hit; every other change reaches the caches through
  * PostgreSQL's notifications.
  *
- * GET .../health is answered here: PostgreSQL (a live query), Redis, the
- * zone and the click queue.
+ * GET <location>/health is answered here: PostgreSQL (a live query),
+ * Redis, the zone and the click queue.
  */
 
 
@@ -31,6 +32,7 @@
 
 #include "ngx_http_shortlink_module.h"
 #include "ngx_http_shortlink_queue.h"
+#include "ngx_http_shortlink_utf8.h"
 
 
 typedef struct {
@@ -95,6 +97,17 @@ static const char  ngx_http_shortlink_api_urls_sql[] =
     "SELECT idx, url FROM shortlink.api_code_urls($1, $2)";
 
 static const char  ngx_http_shortlink_api_ping[] = "SELECT 1";
+
+
+/* what a 400 says when params[i] is not UTF-8 */
+static const char  *ngx_http_shortlink_api_inputs[] = {
+    NULL,
+    "the path is not valid UTF-8 text",
+    "the query string is not valid UTF-8 text",
+    "the request body is not valid UTF-8 text",
+    "the Authorization header is not valid UTF-8 text",
+    "the Host header is not valid UTF-8 text"
+};
 
 
 /* at most this much JSON in a request; more is a 413 problem */
@@ -164,15 +177,6 @@ ngx_http_shortlink_api_body(ngx_http_request_t *r)
         return;
     }
 
-    if (r->uri.len >= sizeof("/health") - 1
-        && ngx_strncmp(r->uri.data + r->uri.len - (sizeof("/health") - 1),
-                       "/health", sizeof("/health") - 1) == 0
-        && (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)))
-    {
-        ngx_http_finalize_request(r, ngx_http_shortlink_api_health(r, ctx));
-        return;
-    }
-
     rc = ngx_http_shortlink_api_params(r, ctx->params, &detail);
 
     if (rc != NGX_OK) {
@@ -188,6 +192,16 @@ ngx_http_shortlink_api_body(ngx_http_request_t *r)
     }
 
     params = ctx->params;
+
+    /* exactly <location>/health: a link coded "health" is /links/health */
+
+    if (params[1].len == sizeof("/health") - 1
+        && ngx_strncmp(params[1].data, "/health", params[1].len) == 0
+        && (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)))
+    {
+        ngx_http_finalize_request(r, ngx_http_shortlink_api_health(r, ctx));
+        return;
+    }
     ngx_str_set(&params[6], "");
 
     if (ngx_http_shortlink_api_creates(r, params)) {
@@ -427,9 +441,9 @@ static ngx_int_t
 ngx_http_shortlink_api_params(ngx_http_request_t *r, ngx_str_t *params,
     const char **detail)
 {
-    u_char                    *p, *last;
+    u_char                    *p;
     size_t                     len, skip;
-    uint32_t                   ch;
+    ngx_uint_t                 i;
     ngx_buf_t                 *b;
     ngx_chain_t               *cl;
     ngx_table_elt_t           *auth;
@@ -504,28 +518,6 @@ ngx_http_shortlink_api_params(ngx_http_request_t *r, ngx_str_t *params,
         }
     }
 
-    /* PostgreSQL takes text only as valid UTF-8, and never a NUL */
-
-    p = params[3].data;
-    last = p + len;
-
-    while (p < last) {
-        if (*p == '\0') {
-            goto invalid;
-        }
-
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
-
-        ch = ngx_utf8_decode(&p, last - p);
-
-        if (ch > 0x10ffff || (ch >= 0xd800 && ch <= 0xdfff)) {
-            goto invalid;
-        }
-    }
-
     /* Authorization: Bearer <key> */
 
     ngx_str_null(&params[4]);
@@ -554,13 +546,20 @@ ngx_http_shortlink_api_params(ngx_http_request_t *r, ngx_str_t *params,
                                 "http", &r->headers_in.server)
                     - params[5].data;
 
+    /*
+     * PostgreSQL takes text only as well-formed UTF-8 without a NUL, and
+     * refuses the whole call otherwise: that is the client's mistake, a
+     * 400 here, never a failed query.
+     */
+
+    for (i = 1; i < 6; i++) {
+        if (!ngx_http_shortlink_utf8_valid(params[i].data, params[i].len)) {
+            *detail = ngx_http_shortlink_api_inputs[i];
+            return NGX_HTTP_BAD_REQUEST;
+        }
+    }
+
     return NGX_OK;
-
-invalid:
-
-    *detail = "the request body is not valid UTF-8 text";
-
-    return NGX_HTTP_BAD_REQUEST;
 }
 
 
