@@ -98,7 +98,7 @@ static ngx_uint_t ngx_http_shortlink_redis_is_address(ngx_str_t *host,
 static ngx_uint_t ngx_http_shortlink_redis_usable(
     ngx_http_shortlink_redis_t *rd);
 static ngx_int_t ngx_http_shortlink_redis_versioned(
-    ngx_http_shortlink_redis_t *rd, ngx_str_t *key, int64_t version,
+    ngx_http_shortlink_redis_t *rd, ngx_str_t *key, int64_t at_least,
     ngx_str_t *value, time_t ttl);
 static ngx_int_t ngx_http_shortlink_redis_command(
     ngx_http_shortlink_redis_t *rd, redisCallbackFn *fn, void *privdata,
@@ -320,16 +320,23 @@ ngx_http_shortlink_redis_detach(ngx_http_shortlink_redis_cmd_t *cmd)
 /* a ttl <= 0 means the value must not be cached: nothing is sent */
 
 /*
- * SET unless a newer version is stored: one script, so nothing can come
- * between the comparison and the write.  A value of another format (no
- * "v<digits> " prefix) counts as older.
+ * SET unless the stored version is ARGV[1] or newer: one script, so
+ * nothing can come between the comparison and the write.  A value of
+ * another format (no "v<digits> " prefix) counts as older.
+ *
+ * A value of version v is sent with ARGV[1] = v + 1: it replaces what is
+ * older, and a tombstone of v too.  A tombstone of version v ("entries
+ * older than v are stale", as the notification says) is sent with
+ * ARGV[1] = v: it never replaces the value of version v that the API's
+ * warm-up (or a lookup) may have stored just before the notification of
+ * that very change arrived.
  */
 
 static const char  ngx_http_shortlink_redis_set_script[] =
     "local v = redis.call('GET', KEYS[1]) "
     "if v then "
     "local cur = tonumber(string.match(v, '^v(%d+) ')) "
-    "if cur and cur > tonumber(ARGV[1]) then return 0 end "
+    "if cur and cur >= tonumber(ARGV[1]) then return 0 end "
     "end "
     "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
     "return 1";
@@ -343,7 +350,10 @@ ngx_http_shortlink_redis_set(ngx_http_shortlink_redis_t *rd, ngx_str_t *key,
         return;
     }
 
-    if (ngx_http_shortlink_redis_versioned(rd, key, version, value, ttl)
+    if (ngx_http_shortlink_redis_versioned(rd, key,
+                                      version == INT64_MAX ? version
+                                                           : version + 1,
+                                      value, ttl)
         == NGX_OK)
     {
         ngx_log_debug4(NGX_LOG_DEBUG_HTTP, rd->log, 0,
@@ -387,11 +397,11 @@ ngx_http_shortlink_redis_invalidate(ngx_http_shortlink_redis_t *rd,
 }
 
 
-/* the script: value for ttl seconds unless a newer version is stored */
+/* the script: value for ttl seconds unless version at_least+ is stored */
 
 static ngx_int_t
 ngx_http_shortlink_redis_versioned(ngx_http_shortlink_redis_t *rd,
-    ngx_str_t *key, int64_t version, ngx_str_t *value, time_t ttl)
+    ngx_str_t *key, int64_t at_least, ngx_str_t *value, time_t ttl)
 {
     if (ttl > NGX_MAX_INT32_VALUE) {
         ttl = NGX_MAX_INT32_VALUE;
@@ -404,7 +414,7 @@ ngx_http_shortlink_redis_versioned(ngx_http_shortlink_redis_t *rd,
                                          ngx_http_shortlink_redis_set_script,
                                          rd->prefix.data, rd->prefix.len,
                                          key->data, key->len,
-                                         (long long) version,
+                                         (long long) at_least,
                                          value->data, value->len, (int) ttl);
 }
 
