@@ -537,7 +537,17 @@ ngx_http_shortlink_pg_results(ngx_http_shortlink_pg_conn_t *pgc)
                 return;
             }
 
-            if (pgc->step != NGX_HTTP_SHORTLINK_PG_STEP_SET) {
+            if (pgc->step == NGX_HTTP_SHORTLINK_PG_STEP_SYNC) {
+                /* nothing more will come: the connection broke */
+                msg = PQerrorMessage(pgc->conn);
+                ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
+                              "shortlink: PostgreSQL connection lost: %*s",
+                              ngx_http_shortlink_pg_msglen(msg), msg);
+                ngx_http_shortlink_pg_close(pgc, 1);
+                return;
+            }
+
+            if (pgc->step == NGX_HTTP_SHORTLINK_PG_STEP_QUERY) {
                 pgc->step = NGX_HTTP_SHORTLINK_PG_STEP_SYNC;
                 continue;
             }
