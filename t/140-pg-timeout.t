@@ -4,6 +4,10 @@
 # after nginx has answered 503.  Shown with a lookup and with an API create
 # held up by a lock: no backend is left running, and the create that got a
 # 503 did not happen, so sending it again makes the link (201, not 409).
+# And a statement PostgreSQL refuses for its data (SQLSTATE class 22 or
+# 23) is a warning and no backend error; any other refusal is both (shown
+# with shortlink.resolve() replaced for a moment by one that refuses some
+# codes; shortlink.api() and record_clicks() catch their own errors).
 
 BEGIN { $ENV{TEST_NGINX_FORCE_RESTART_ON_TEST} = 0 }
 
@@ -54,8 +58,69 @@ sub assert_none_running {
     ShortlinkTest::wait_until(sub { running() == 0 }, 2);
     Test::More::is(running(), 0, "$what: no statement left running");
     Test::More::cmp_ok(ShortlinkTest::sql_value(
-        "SELECT count(*) FROM pg_locks WHERE NOT granted"), '==', 0,
-        "$what: nothing waits for the lock");
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+        . " WHERE NOT l.granted AND a.application_name = 'nginx-shortlink'"),
+        '==', 0, "$what: nothing of nginx's waits for the lock");
+}
+
+# shortlink.resolve() refuses codes starting with t140bad (a broken
+# constraint, 23514) and t140err (an ordinary exception, P0001); the
+# original is put back when the suite ends
+my $resolve_columns = 'TABLE(url text, redirect_status smallint, '
+    . 'expires_epoch bigint, version bigint, forward_query boolean)';
+
+sub refuse_codes {
+    my $result = ShortlinkTest::sql_value(
+        "SELECT pg_get_function_result('shortlink.resolve(text)'::regprocedure)");
+    die "shortlink.resolve() returns $result now: update this suite\n"
+        unless $result eq $resolve_columns;
+    ShortlinkTest::sql(qq{
+        ALTER FUNCTION shortlink.resolve(text) RENAME TO t140_resolve;
+        ALTER FUNCTION shortlink.t140_resolve(text) SET SCHEMA public;
+        CREATE FUNCTION shortlink.resolve(p_code text) RETURNS $resolve_columns
+        LANGUAGE plpgsql STABLE AS \$\$
+        BEGIN
+            IF p_code LIKE 't140bad%' THEN
+                RAISE EXCEPTION 'test: % breaks a rule', p_code
+                      USING ERRCODE = 'check_violation';
+            END IF;
+            IF p_code LIKE 't140err%' THEN
+                RAISE EXCEPTION 'test: % refused', p_code;
+            END IF;
+            RETURN QUERY SELECT * FROM public.t140_resolve(p_code);
+        END;
+        \$\$;
+    });
+}
+
+sub restore_resolve {
+    ShortlinkTest::sql(q{
+        DO $$
+        BEGIN
+            IF to_regprocedure('public.t140_resolve(text)') IS NOT NULL THEN
+                DROP FUNCTION shortlink.resolve(text);
+                ALTER FUNCTION public.t140_resolve(text) SET SCHEMA shortlink;
+                ALTER FUNCTION shortlink.t140_resolve(text) RENAME TO resolve;
+            END IF;
+        END;
+        $$;
+    });
+}
+
+sub error_log {
+    my $log = Test::Nginx::Socket::server_root() . "/logs/error.log";
+    open my $fh, '<', $log or die "$log: $!";
+    local $/;
+    return <$fh>;
+}
+
+my $suite = $$;
+
+END {
+    if ($$ == $suite) {
+        local $?;
+        eval { restore_resolve() };
+    }
 }
 
 add_block_preprocessor(sub {
@@ -66,6 +131,7 @@ _EOC_
     $block->set_value("config", <<'_EOC_');
     location / { shortlink; }
     location /_api/ { shortlink_api; }
+    location = /metrics { shortlink_metrics; }
 _EOC_
 });
 
@@ -131,3 +197,55 @@ GET /t140new
 --- error_code: 302
 --- response_headers
 Location: https://example.com/t140new
+
+
+
+=== TEST 6: so far timeouts only, no backend error
+--- request
+GET /metrics
+--- response_body_like eval
+qr/shortlink_backend_errors_total\{backend="postgresql"\} 0\n/
+
+
+
+=== TEST 7: a lookup PostgreSQL refuses for its data: 503
+--- init
+main::refuse_codes();
+--- request
+GET /t140bad1
+--- error_code: 503
+
+
+
+=== TEST 8: logged as a warning, and no backend error counted; any other refusal: 503
+--- init
+Test::More::like(main::error_log(),
+    qr/\[warn\] .*PostgreSQL query failed \(SQLSTATE 23514\): ERROR:  test: t140bad1 breaks a rule/,
+    "a data error is a warning");
+--- request eval
+["GET /metrics", "GET /t140err1"]
+--- error_code eval
+[200, 503]
+--- response_body_like eval
+[qr/shortlink_backend_errors_total\{backend="postgresql"\} 0\n/, qr/.*/]
+
+
+
+=== TEST 9: logged as an error, and counted
+--- init
+Test::More::like(main::error_log(),
+    qr/\[error\] .*PostgreSQL query failed \(SQLSTATE P0001\): ERROR:  test: t140err1 refused/,
+    "another refusal is an error");
+--- request
+GET /metrics
+--- response_body_like eval
+qr/shortlink_backend_errors_total\{backend="postgresql"\} 1\n/
+
+
+
+=== TEST 10: the lookup is back as it was
+--- init
+main::restore_resolve();
+--- request
+GET /t140a
+--- error_code: 302
