@@ -627,6 +627,10 @@ ngx_http_shortlink_postgres(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
+    if (smcf->pg.listen_check == 0 || smcf->pg.listen_check_timeout == 0) {
+        return "needs listen_check and listen_check_timeout above 0";
+    }
+
     return NGX_CONF_OK;
 
 invalid:
