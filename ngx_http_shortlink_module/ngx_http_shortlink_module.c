@@ -59,6 +59,7 @@ static ngx_int_t ngx_http_shortlink_name_size(ngx_conf_t *cf,
 static ngx_int_t ngx_http_shortlink_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
+static ngx_int_t ngx_http_shortlink_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_shortlink_init_process(ngx_cycle_t *cycle);
 static void ngx_http_shortlink_notified(void *data, ngx_str_t *code);
 static void ngx_http_shortlink_listening(void *data, ngx_uint_t up);
@@ -216,7 +217,7 @@ ngx_module_t  ngx_http_shortlink_module = {
     ngx_http_shortlink_commands,           /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_shortlink_init_module,        /* init module */
     ngx_http_shortlink_init_process,       /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -269,6 +270,8 @@ ngx_http_shortlink_create_main_conf(ngx_conf_t *cf)
     smcf->pg.connect_timeout = NGX_CONF_UNSET_MSEC;
     smcf->pg.query_timeout = NGX_CONF_UNSET_MSEC;
     smcf->pg.backoff_max = NGX_CONF_UNSET_MSEC;
+    smcf->pg.listen_check = NGX_CONF_UNSET_MSEC;
+    smcf->pg.listen_check_timeout = NGX_CONF_UNSET_MSEC;
     smcf->flush.interval = NGX_CONF_UNSET_MSEC;
     smcf->flush.batch = NGX_CONF_UNSET_UINT;
     smcf->flush.timeout = NGX_CONF_UNSET_MSEC;
@@ -287,6 +290,8 @@ ngx_http_shortlink_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(smcf->pg.connect_timeout, 2000);
     ngx_conf_init_msec_value(smcf->pg.query_timeout, 1000);
     ngx_conf_init_msec_value(smcf->pg.backoff_max, 5000);
+    ngx_conf_init_msec_value(smcf->pg.listen_check, 5000);
+    ngx_conf_init_msec_value(smcf->pg.listen_check_timeout, 5000);
     ngx_conf_init_msec_value(smcf->flush.interval, 1000);
     ngx_conf_init_uint_value(smcf->flush.batch, 5000);
     ngx_conf_init_msec_value(smcf->flush.timeout, 10000);
@@ -551,7 +556,8 @@ ngx_http_shortlink_init(ngx_conf_t *cf)
 
 /*
  * shortlink_postgres conninfo [pool=N] [connect_timeout=time]
- *                    [query_timeout=time] [backoff=time];
+ *                    [query_timeout=time] [backoff=time]
+ *                    [listen_check=time] [listen_check_timeout=time];
  */
 
 static char *
@@ -573,7 +579,9 @@ ngx_http_shortlink_postgres(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "has an empty conninfo";
     }
 
-    if (ngx_http_shortlink_pg_check_conninfo(cf, &value[1]) != NGX_CONF_OK) {
+    if (ngx_http_shortlink_pg_conninfo(cf, &smcf->pg, &value[1])
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -603,9 +611,24 @@ ngx_http_shortlink_postgres(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                                &smcf->pg.backoff_max);
         }
 
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_shortlink_param_time(&value[i], "listen_check=",
+                                               &smcf->pg.listen_check);
+        }
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_shortlink_param_time(&value[i],
+                                               "listen_check_timeout=",
+                                               &smcf->pg.listen_check_timeout);
+        }
+
         if (rc != NGX_OK) {
             goto invalid;
         }
+    }
+
+    if (smcf->pg.listen_check == 0 || smcf->pg.listen_check_timeout == 0) {
+        return "needs listen_check and listen_check_timeout above 0";
     }
 
     return NGX_CONF_OK;
@@ -1276,6 +1299,24 @@ ngx_http_shortlink_variable(ngx_http_request_t *r,
     v->data = s->data;
 
     return NGX_OK;
+}
+
+
+/* in the master: what libpq would look up in every worker at every connect */
+
+static ngx_int_t
+ngx_http_shortlink_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_shortlink_main_conf_t  *smcf;
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_shortlink_module);
+
+    if (smcf == NULL || smcf->pg.conninfo.len == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_shortlink_pg_init_module(cycle, &smcf->pg);
 }
 
 

@@ -2,24 +2,16 @@
 /*
  * Copyright (C) ngx_http_shortlink_module authors
  *
- * The per-worker PostgreSQL pool.  This is the only code that touches a
- * libpq connection: it connects with PQconnectStartParams/PQconnectPoll,
- * prepares the lookup, sends queries with PQsendQueryPrepared, flushes with
- * PQflush and reads with PQconsumeInput/PQgetResult, all driven by nginx
- * events on the libpq socket.  It must never call a blocking libpq function.
- *
- * libpq owns its socket: we wrap the fd in an ngx_connection_t to get
- * events, and on close we let PQfinish() close the fd and only give the
- * connection object back to nginx.  Events are level-triggered, so nothing
- * libpq leaves in the kernel buffer can stall a connection.
+ * The per-worker PostgreSQL pool: the queries waiting for a connection,
+ * handing them to connections, reading their answers and giving them to
+ * whoever asked, backoff while PostgreSQL is down.  A connection's own
+ * life (connect, send, events, close) is in ngx_http_shortlink_pg_conn.c,
+ * the LISTEN connection in ngx_http_shortlink_pg_listen.c, the connection
+ * parameters in ngx_http_shortlink_pg_conninfo.c.
  *
  * A query is owned by the pool, not by the request that asked for it: a
  * request that goes away detaches itself (data = NULL) and an in-flight
  * query is still read to its end, so the connection stays usable.
- *
- * Besides the pool, each worker may keep one more connection that only
- * LISTENs (cache invalidation and the bloom filter); it reconnects by
- * itself, and tells its owner whenever the subscription goes up or down.
  */
 
 
@@ -27,80 +19,18 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
-#include "ngx_http_shortlink_pg.h"
+#include "ngx_http_shortlink_pg_conn.h"
 
-
-#define NGX_HTTP_SHORTLINK_PG_FREE         0
-#define NGX_HTTP_SHORTLINK_PG_CONNECTING   1
-#define NGX_HTTP_SHORTLINK_PG_PREPARING    2
-#define NGX_HTTP_SHORTLINK_PG_IDLE         3
-#define NGX_HTTP_SHORTLINK_PG_BUSY         4
-
-#define NGX_HTTP_SHORTLINK_PG_BACKOFF_MIN  100
 
 #define NGX_HTTP_SHORTLINK_PG_DECLINED                                        \
     ((ngx_http_shortlink_pg_query_t *) -1)
 
 
-typedef struct {
-    ngx_http_shortlink_pg_pool_t     *pool;
-    PGconn                           *conn;
-    ngx_connection_t                 *c;
-    ngx_http_shortlink_pg_query_t    *query;
-    ngx_event_t                       timer;       /* connect and prepare */
-    ngx_uint_t                        state;
-    unsigned                          prepared:1;
-    unsigned                          delivered:1;
-    unsigned                          listener:1;
-} ngx_http_shortlink_pg_conn_t;
-
-
-struct ngx_http_shortlink_pg_pool_s {
-    ngx_http_shortlink_pg_conf_t     *conf;
-    ngx_http_shortlink_pg_conn_t     *conns;
-    ngx_queue_t                       waiting;
-    ngx_event_t                       dispatch;
-    ngx_log_t                        *log;
-    ngx_msec_t                        retry_at;
-    ngx_uint_t                        failures;
-
-    ngx_http_shortlink_pg_conn_t      listener;
-    ngx_event_t                       listen_retry;
-    ngx_uint_t                        listen_failures;
-    const char                       *channel;
-    ngx_http_shortlink_pg_notify_pt   notify;
-    ngx_http_shortlink_pg_listen_pt   listen_state;
-    void                             *listen_data;
-    unsigned                          destroying:1;
-};
-
-
-struct ngx_http_shortlink_pg_query_s {
-    ngx_queue_t                       queue;       /* in pool->waiting */
-    ngx_event_t                       timer;       /* the whole query */
-    ngx_http_shortlink_pg_pool_t     *pool;
-    ngx_http_shortlink_pg_conn_t     *pgc;         /* NULL while waiting */
-    ngx_http_shortlink_pg_handler_pt  handler;
-    ngx_http_shortlink_pg_row_pt      row;         /* streamed query */
-    void                             *data;        /* NULL once detached */
-    const char                       *stmt;        /* prepared, or */
-    const char                       *sql;         /* plain SQL */
-    int                               nparams;
-    const char                       *values[NGX_HTTP_SHORTLINK_PG_MAX_PARAMS];
-    unsigned                          timed_out:1;
-};
-
-
 static void ngx_http_shortlink_pg_dispatch_handler(ngx_event_t *ev);
-static void ngx_http_shortlink_pg_dispatch(ngx_http_shortlink_pg_pool_t *pool);
 static ngx_uint_t ngx_http_shortlink_pg_alive(
     ngx_http_shortlink_pg_pool_t *pool);
 static ngx_uint_t ngx_http_shortlink_pg_in_backoff(
     ngx_http_shortlink_pg_pool_t *pool);
-static void ngx_http_shortlink_pg_backoff(ngx_http_shortlink_pg_pool_t *pool);
-static ngx_msec_t ngx_http_shortlink_pg_delay(ngx_uint_t failures,
-    ngx_msec_t max);
-static void ngx_http_shortlink_pg_listen_retry(ngx_event_t *ev);
 static ngx_http_shortlink_pg_query_t *ngx_http_shortlink_pg_query_alloc(
     ngx_http_shortlink_pg_pool_t *pool, size_t extra, ngx_msec_t timeout);
 static ngx_http_shortlink_pg_query_t *ngx_http_shortlink_pg_query_params(
@@ -108,44 +38,12 @@ static ngx_http_shortlink_pg_query_t *ngx_http_shortlink_pg_query_params(
     ngx_str_t *params, ngx_msec_t timeout);
 static void ngx_http_shortlink_pg_fail_waiting(
     ngx_http_shortlink_pg_pool_t *pool);
-
-static void ngx_http_shortlink_pg_connect(ngx_http_shortlink_pg_conn_t *pgc);
-static void ngx_http_shortlink_pg_connect_poll(
-    ngx_http_shortlink_pg_conn_t *pgc);
-static void ngx_http_shortlink_pg_connect_timeout(ngx_event_t *ev);
-static void ngx_http_shortlink_pg_prepare(ngx_http_shortlink_pg_conn_t *pgc);
-static void ngx_http_shortlink_pg_send(ngx_http_shortlink_pg_conn_t *pgc,
-    ngx_http_shortlink_pg_query_t *q);
-static void ngx_http_shortlink_pg_results(ngx_http_shortlink_pg_conn_t *pgc);
+static void ngx_http_shortlink_pg_result(ngx_http_shortlink_pg_conn_t *pgc,
+    PGresult *res);
+static void ngx_http_shortlink_pg_refused(ngx_http_shortlink_pg_query_t *q,
+    PGresult *res);
 static void ngx_http_shortlink_pg_done(ngx_http_shortlink_pg_conn_t *pgc);
-static void ngx_http_shortlink_pg_close(ngx_http_shortlink_pg_conn_t *pgc,
-    ngx_uint_t failed);
-static void ngx_http_shortlink_pg_listener_closed(
-    ngx_http_shortlink_pg_pool_t *pool, ngx_uint_t failed);
-static void ngx_http_shortlink_pg_notifies(ngx_http_shortlink_pg_conn_t *pgc);
-
-static ngx_int_t ngx_http_shortlink_pg_wrap(ngx_http_shortlink_pg_conn_t *pgc);
-static void ngx_http_shortlink_pg_unwrap(ngx_http_shortlink_pg_conn_t *pgc,
-    ngx_uint_t closed);
-static ngx_int_t ngx_http_shortlink_pg_events(
-    ngx_http_shortlink_pg_conn_t *pgc, ngx_uint_t rd, ngx_uint_t wr);
-static ngx_int_t ngx_http_shortlink_pg_flush(
-    ngx_http_shortlink_pg_conn_t *pgc);
-static void ngx_http_shortlink_pg_read_handler(ngx_event_t *rev);
-static void ngx_http_shortlink_pg_write_handler(ngx_event_t *wev);
-
 static void ngx_http_shortlink_pg_query_timeout(ngx_event_t *ev);
-static void ngx_http_shortlink_pg_deliver(ngx_http_shortlink_pg_query_t *q,
-    PGresult *res, ngx_int_t rc);
-static void ngx_http_shortlink_pg_finish(ngx_http_shortlink_pg_query_t *q);
-
-static void ngx_http_shortlink_pg_notice(void *arg, const char *message);
-static size_t ngx_http_shortlink_pg_msglen(const char *message);
-
-
-static const char  ngx_http_shortlink_pg_lookup_sql[] =
-    "SELECT url, redirect_status, expires_epoch, version, forward_query"
-    " FROM shortlink.resolve($1)";
 
 
 ngx_http_shortlink_pg_pool_t *
@@ -181,17 +79,19 @@ ngx_http_shortlink_pg_pool_create(ngx_cycle_t *cycle,
     for (i = 0; i <= conf->size; i++) {
         pgc = (i < conf->size) ? &pool->conns[i] : &pool->listener;
         pgc->pool = pool;
-        pgc->timer.handler = ngx_http_shortlink_pg_connect_timeout;
+        pgc->timer.handler = ngx_http_shortlink_pg_conn_timeout;
         pgc->timer.data = pgc;
         pgc->timer.log = cycle->log;
     }
 
     pool->listener.listener = 1;
 
-    pool->listen_retry.handler = ngx_http_shortlink_pg_listen_retry;
-    pool->listen_retry.data = pool;
-    pool->listen_retry.log = cycle->log;
-    pool->listen_retry.cancelable = 1;
+    /* the LISTEN connection's timers do not hold up a worker's exit */
+    pool->listener.timer.cancelable = 1;
+
+    if (ngx_http_shortlink_pg_params(pool, cycle->pool) != NGX_OK) {
+        return NULL;
+    }
 
     return pool;
 }
@@ -215,13 +115,7 @@ ngx_http_shortlink_pg_pool_destroy(ngx_http_shortlink_pg_pool_t *pool)
         ngx_delete_posted_event(&pool->dispatch);
     }
 
-    if (pool->listen_retry.timer_set) {
-        ngx_del_timer(&pool->listen_retry);
-    }
-
-    if (pool->listener.state != NGX_HTTP_SHORTLINK_PG_FREE) {
-        ngx_http_shortlink_pg_close(&pool->listener, 0);
-    }
+    ngx_http_shortlink_pg_listen_stop(pool);
 
     while (!ngx_queue_empty(&pool->waiting)) {
         qn = ngx_queue_head(&pool->waiting);
@@ -395,6 +289,7 @@ ngx_http_shortlink_pg_query_alloc(ngx_http_shortlink_pg_pool_t *pool,
     ngx_memzero(q, sizeof(ngx_http_shortlink_pg_query_t));
 
     q->pool = pool;
+    q->timeout = timeout;
 
     q->timer.handler = ngx_http_shortlink_pg_query_timeout;
     q->timer.data = q;
@@ -408,44 +303,6 @@ ngx_http_shortlink_pg_query_alloc(ngx_http_shortlink_pg_pool_t *pool,
     ngx_post_event(&pool->dispatch, &ngx_posted_events);
 
     return q;
-}
-
-
-/*
- * One more connection that only LISTENs on channel.  state(data, 1) when
- * the subscription is confirmed, state(data, 0) whenever it is lost
- * (notifications may have been missed); it reconnects with backoff.
- */
-
-ngx_int_t
-ngx_http_shortlink_pg_listen(ngx_http_shortlink_pg_pool_t *pool,
-    const char *channel, ngx_http_shortlink_pg_notify_pt notify,
-    ngx_http_shortlink_pg_listen_pt state, void *data)
-{
-    pool->channel = channel;
-    pool->notify = notify;
-    pool->listen_state = state;
-    pool->listen_data = data;
-
-    /* connect from the event loop, not from init_process */
-    ngx_add_timer(&pool->listen_retry, 1);
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_shortlink_pg_listen_retry(ngx_event_t *ev)
-{
-    ngx_http_shortlink_pg_pool_t  *pool;
-
-    pool = ev->data;
-
-    if (pool->listener.state == NGX_HTTP_SHORTLINK_PG_FREE
-        && !pool->destroying && !ngx_exiting && !ngx_quit && !ngx_terminate)
-    {
-        ngx_http_shortlink_pg_connect(&pool->listener);
-    }
 }
 
 
@@ -506,101 +363,6 @@ ngx_http_shortlink_pg_retry_after(ngx_http_shortlink_pg_pool_t *pool)
 }
 
 
-/*
- * Configuration time: refuse a conninfo libpq cannot parse, and one that
- * would make libpq resolve a host name (getaddrinfo() blocks the worker,
- * on every connect and reconnect).
- */
-
-char *
-ngx_http_shortlink_pg_check_conninfo(ngx_conf_t *cf, ngx_str_t *ci)
-{
-    char              *err;
-    u_char            *p, *last, *comma;
-    ngx_str_t          host;
-    ngx_addr_t         addr;
-    PQconninfoOption  *opts, *o;
-
-    err = NULL;
-
-    opts = PQconninfoParse((const char *) ci->data, &err);
-
-    if (opts == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid PostgreSQL conninfo \"%V\": %*s", ci,
-                           err ? ngx_http_shortlink_pg_msglen(err) : 0,
-                           err ? err : "");
-        if (err) {
-            PQfreemem(err);
-        }
-
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_str_null(&host);
-
-    for (o = opts; o->keyword; o++) {
-        if (o->val == NULL || o->val[0] == '\0') {
-            continue;
-        }
-
-        if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
-            /* addresses given: host names are only used for checks */
-            ngx_str_null(&host);
-            break;
-        }
-
-        if (ngx_strcmp(o->keyword, "service") == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "PostgreSQL conninfo \"%V\": \"service\" is "
-                               "not supported, name the host and database",
-                               ci);
-            PQconninfoFree(opts);
-            return NGX_CONF_ERROR;
-        }
-
-        if (ngx_strcmp(o->keyword, "host") == 0) {
-            host.data = ngx_pstrdup(cf->pool,
-                                    &(ngx_str_t) { ngx_strlen(o->val),
-                                                   (u_char *) o->val });
-            if (host.data == NULL) {
-                PQconninfoFree(opts);
-                return NGX_CONF_ERROR;
-            }
-
-            host.len = ngx_strlen(o->val);
-        }
-    }
-
-    PQconninfoFree(opts);
-
-    /* host=a,b,c: each an address or a Unix socket directory */
-
-    p = host.data;
-    last = host.data + host.len;
-
-    while (p < last) {
-        comma = ngx_strlchr(p, last, ',');
-        if (comma == NULL) {
-            comma = last;
-        }
-
-        if (comma > p && *p != '/' && *p != '@'
-            && ngx_parse_addr(cf->pool, &addr, p, comma - p) != NGX_OK)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "PostgreSQL conninfo \"%V\" names host "
-                               "\"%*s\": libpq would resolve it blocking the "
-                               "worker; use an address, or add hostaddr=",
-                               ci, (size_t) (comma - p), p);
-            return NGX_CONF_ERROR;
-        }
-
-        p = comma + 1;
-    }
-
-    return NGX_CONF_OK;
-}
 
 
 static void
@@ -610,7 +372,7 @@ ngx_http_shortlink_pg_dispatch_handler(ngx_event_t *ev)
 }
 
 
-static void
+void
 ngx_http_shortlink_pg_dispatch(ngx_http_shortlink_pg_pool_t *pool)
 {
     ngx_uint_t                      i, connecting;
@@ -701,7 +463,7 @@ ngx_http_shortlink_pg_in_backoff(ngx_http_shortlink_pg_pool_t *pool)
 
 /* exponential backoff with jitter: 100ms, 200ms, ... up to backoff= */
 
-static void
+void
 ngx_http_shortlink_pg_backoff(ngx_http_shortlink_pg_pool_t *pool)
 {
     ngx_msec_t  delay;
@@ -717,7 +479,7 @@ ngx_http_shortlink_pg_backoff(ngx_http_shortlink_pg_pool_t *pool)
 }
 
 
-static ngx_msec_t
+ngx_msec_t
 ngx_http_shortlink_pg_delay(ngx_uint_t failures, ngx_msec_t max)
 {
     ngx_msec_t  delay;
@@ -750,264 +512,204 @@ ngx_http_shortlink_pg_fail_waiting(ngx_http_shortlink_pg_pool_t *pool)
 }
 
 
-static void
-ngx_http_shortlink_pg_connect(ngx_http_shortlink_pg_conn_t *pgc)
-{
-    ngx_http_shortlink_pg_pool_t  *pool;
-    const char                    *keys[3], *values[3];
 
-    pool = pgc->pool;
+/*
+ * Reads what has arrived.  A pipelined query (see
+ * ngx_http_shortlink_pg_conn.c) answers set_config()'s result, NULL, the
+ * query's results, NULL, then PGRES_PIPELINE_SYNC; anything else ends in
+ * one NULL.
+ */
 
-    keys[0] = "dbname";
-    values[0] = (const char *) pool->conf->conninfo.data;
-    keys[1] = "fallback_application_name";
-    values[1] = "nginx-shortlink";
-    keys[2] = NULL;
-    values[2] = NULL;
-
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pool->log, 0,
-                   "shortlink pg: connecting");
-
-    /* expand_dbname = 1: the conninfo string is parsed as such */
-    pgc->conn = PQconnectStartParams(keys, values, 1);
-
-    if (pgc->conn == NULL) {
-        ngx_log_error(NGX_LOG_ALERT, pool->log, 0,
-                      "shortlink: PQconnectStartParams() failed: no memory");
-        ngx_http_shortlink_pg_backoff(pool);
-        return;
-    }
-
-    pgc->state = NGX_HTTP_SHORTLINK_PG_CONNECTING;
-    pgc->prepared = 0;
-
-    if (PQstatus(pgc->conn) == CONNECTION_BAD) {
-        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
-                      "shortlink: could not connect to PostgreSQL: %*s",
-                      ngx_http_shortlink_pg_msglen(PQerrorMessage(pgc->conn)),
-                      PQerrorMessage(pgc->conn));
-        ngx_http_shortlink_pg_close(pgc, 1);
-        return;
-    }
-
-    if (PQsetnonblocking(pgc->conn, 1) == -1
-        || ngx_http_shortlink_pg_wrap(pgc) != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
-                      "shortlink: could not set up PostgreSQL connection");
-        ngx_http_shortlink_pg_close(pgc, 1);
-        return;
-    }
-
-    PQsetNoticeProcessor(pgc->conn, ngx_http_shortlink_pg_notice, pool->log);
-
-    ngx_add_timer(&pgc->timer, pool->conf->connect_timeout);
-
-    /* libpq: start as if PQconnectPoll() had returned PGRES_POLLING_WRITING */
-
-    if (ngx_http_shortlink_pg_events(pgc, 0, 1) != NGX_OK) {
-        ngx_http_shortlink_pg_close(pgc, 1);
-    }
-}
-
-
-static void
-ngx_http_shortlink_pg_connect_poll(ngx_http_shortlink_pg_conn_t *pgc)
-{
-    ngx_int_t                   rc;
-    const char                 *msg;
-    PostgresPollingStatusType   status;
-
-    /*
-     * libpq may close the socket and open another one inside
-     * PQconnectPoll() (next host, SSL or GSS fallback), often under the
-     * same fd number, which epoll would then silently forget.  So while
-     * connecting, nothing stays registered across a poll: the events are
-     * removed while the fd is surely still open, and the socket libpq
-     * has afterwards is registered anew.
-     */
-
-    ngx_http_shortlink_pg_unwrap(pgc, 0);
-
-    status = PQconnectPoll(pgc->conn);
-
-    if (status != PGRES_POLLING_FAILED
-        && ngx_http_shortlink_pg_wrap(pgc) != NGX_OK)
-    {
-        ngx_http_shortlink_pg_close(pgc, 1);
-        return;
-    }
-
-    switch (status) {
-
-    case PGRES_POLLING_READING:
-        rc = ngx_http_shortlink_pg_events(pgc, 1, 0);
-        break;
-
-    case PGRES_POLLING_WRITING:
-        rc = ngx_http_shortlink_pg_events(pgc, 0, 1);
-        break;
-
-    case PGRES_POLLING_OK:
-        ngx_http_shortlink_pg_prepare(pgc);
-        return;
-
-    default: /* PGRES_POLLING_FAILED */
-        msg = PQerrorMessage(pgc->conn);
-        ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
-                      "shortlink: could not connect to PostgreSQL: %*s",
-                      ngx_http_shortlink_pg_msglen(msg), msg);
-        ngx_http_shortlink_pg_close(pgc, 1);
-        return;
-    }
-
-    if (rc != NGX_OK) {
-        ngx_http_shortlink_pg_close(pgc, 1);
-    }
-}
-
-
-static void
-ngx_http_shortlink_pg_connect_timeout(ngx_event_t *ev)
-{
-    ngx_http_shortlink_pg_conn_t  *pgc;
-
-    pgc = ev->data;
-
-    if (pgc->pool->conf->timeouts) {
-        (void) ngx_atomic_fetch_add(pgc->pool->conf->timeouts, 1);
-    }
-
-    ngx_log_error(NGX_LOG_ERR, pgc->pool->log, NGX_ETIMEDOUT,
-                  "shortlink: PostgreSQL %s timed out after %M ms",
-                  pgc->state == NGX_HTTP_SHORTLINK_PG_CONNECTING
-                  ? "connect" : "prepare",
-                  pgc->pool->conf->connect_timeout);
-
-    ngx_http_shortlink_pg_close(pgc, 1);
-}
-
-
-static void
-ngx_http_shortlink_pg_prepare(ngx_http_shortlink_pg_conn_t *pgc)
-{
-    int          sent;
-    char         sql[128];
-    const char  *msg;
-
-    pgc->state = NGX_HTTP_SHORTLINK_PG_PREPARING;
-
-    if (pgc->listener) {
-        *ngx_snprintf((u_char *) sql, sizeof(sql) - 1, "LISTEN %s",
-                      pgc->pool->channel) = '\0';
-        sent = PQsendQuery(pgc->conn, sql);
-
-    } else {
-        sent = PQsendPrepare(pgc->conn, NGX_HTTP_SHORTLINK_PG_LOOKUP,
-                             ngx_http_shortlink_pg_lookup_sql, 1, NULL);
-    }
-
-    if (!sent || ngx_http_shortlink_pg_flush(pgc) != NGX_OK)
-    {
-        msg = PQerrorMessage(pgc->conn);
-        ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
-                      "shortlink: could not prepare lookup: %*s",
-                      ngx_http_shortlink_pg_msglen(msg), msg);
-        ngx_http_shortlink_pg_close(pgc, 1);
-    }
-}
-
-
-static void
-ngx_http_shortlink_pg_send(ngx_http_shortlink_pg_conn_t *pgc,
-    ngx_http_shortlink_pg_query_t *q)
-{
-    int          sent;
-    const char  *msg;
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pgc->pool->log, 0,
-                   "shortlink pg: sending \"%s\" on connection *%uA",
-                   q->stmt ? q->stmt : q->sql, pgc->c->number);
-
-    pgc->query = q;
-    pgc->delivered = 0;
-    pgc->state = NGX_HTTP_SHORTLINK_PG_BUSY;
-    pgc->c->idle = 0;
-    q->pgc = pgc;
-
-    if (q->sql) {
-        sent = PQsendQueryParams(pgc->conn, q->sql, q->nparams, NULL,
-                                 q->values, NULL, NULL, 0)
-               && (q->row == NULL || PQsetSingleRowMode(pgc->conn));
-
-    } else {
-        sent = PQsendQueryPrepared(pgc->conn, q->stmt, q->nparams, q->values,
-                                   NULL, NULL, 0);
-    }
-
-    if (!sent || ngx_http_shortlink_pg_flush(pgc) != NGX_OK)
-    {
-        msg = PQerrorMessage(pgc->conn);
-        ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
-                      "shortlink: could not send query: %*s",
-                      ngx_http_shortlink_pg_msglen(msg), msg);
-        ngx_http_shortlink_pg_close(pgc, 1);
-    }
-}
-
-
-static void
+void
 ngx_http_shortlink_pg_results(ngx_http_shortlink_pg_conn_t *pgc)
 {
-    const char      *msg;
-    PGresult        *res;
-    ExecStatusType   status;
+    const char  *msg;
+    PGresult    *res;
 
     while (!PQisBusy(pgc->conn)) {
 
         res = PQgetResult(pgc->conn);
 
         if (res == NULL) {
+
+            if (!pgc->pipeline) {
+                ngx_http_shortlink_pg_done(pgc);
+                return;
+            }
+
+            if (pgc->step == NGX_HTTP_SHORTLINK_PG_STEP_SYNC) {
+                /* nothing more will come: the connection broke */
+                msg = PQerrorMessage(pgc->conn);
+                ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
+                              "shortlink: PostgreSQL connection lost: %*s",
+                              ngx_http_shortlink_pg_msglen(msg), msg);
+                ngx_http_shortlink_pg_close(pgc, 1);
+                return;
+            }
+
+            if (pgc->step == NGX_HTTP_SHORTLINK_PG_STEP_QUERY) {
+                pgc->step = NGX_HTTP_SHORTLINK_PG_STEP_SYNC;
+                continue;
+            }
+
+            pgc->step = NGX_HTTP_SHORTLINK_PG_STEP_QUERY;
+
+            /* in a pipeline, single-row mode is asked for when the
+             * query's own results are next */
+
+            if (pgc->query->row && !PQsetSingleRowMode(pgc->conn)) {
+                ngx_log_error(NGX_LOG_ALERT, pgc->pool->log, 0,
+                              "shortlink: PQsetSingleRowMode() failed");
+                ngx_http_shortlink_pg_close(pgc, 1);
+                return;
+            }
+
+            continue;
+        }
+
+        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+
+            if (!PQexitPipelineMode(pgc->conn)) {
+                msg = PQerrorMessage(pgc->conn);
+                ngx_log_error(NGX_LOG_ALERT, pgc->pool->log, 0,
+                              "shortlink: PQexitPipelineMode() failed: %*s",
+                              ngx_http_shortlink_pg_msglen(msg), msg);
+                ngx_http_shortlink_pg_close(pgc, 1);
+                return;
+            }
+
+            pgc->pipeline = 0;
             ngx_http_shortlink_pg_done(pgc);
             return;
         }
 
-        status = PQresultStatus(res);
+        ngx_http_shortlink_pg_result(pgc, res);
+        PQclear(res);
+    }
+}
 
-        if (status == PGRES_SINGLE_TUPLE) {
-            if (pgc->query->data && !pgc->delivered) {
-                pgc->query->row(pgc->query->data, res);
-            }
 
-            PQclear(res);
-            continue;
+/* one result, freed by the caller */
+
+static void
+ngx_http_shortlink_pg_result(ngx_http_shortlink_pg_conn_t *pgc,
+    PGresult *res)
+{
+    const char                     *msg;
+    ExecStatusType                  status;
+    ngx_http_shortlink_pg_query_t  *q;
+
+    status = PQresultStatus(res);
+    q = pgc->query;
+
+    if (pgc->step == NGX_HTTP_SHORTLINK_PG_STEP_SET) {
+        if (status != PGRES_TUPLES_OK) {
+            msg = PQresultErrorMessage(res);
+            ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
+                          "shortlink: PostgreSQL refused statement_timeout: "
+                          "%*s", ngx_http_shortlink_pg_msglen(msg), msg);
         }
 
-        if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
+        return;
+    }
+
+    if (status == PGRES_SINGLE_TUPLE) {
+        if (q && q->data && !pgc->delivered) {
+            q->row(q->data, res);
+        }
+
+        return;
+    }
+
+    if (q == NULL) {
+        /* preparing the lookup, LISTEN, or the LISTEN connection's check */
+
+        if (status != PGRES_COMMAND_OK) {
             msg = PQresultErrorMessage(res);
             ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
                           "shortlink: PostgreSQL %s failed: %*s",
                           pgc->state == NGX_HTTP_SHORTLINK_PG_PREPARING
-                          ? "prepare" : "query",
+                          ? "prepare" : "LISTEN",
                           ngx_http_shortlink_pg_msglen(msg), msg);
         }
 
-        if (pgc->state == NGX_HTTP_SHORTLINK_PG_PREPARING) {
-            pgc->prepared = (status == PGRES_COMMAND_OK);
-
-        } else if (!pgc->delivered) {
-            pgc->delivered = 1;
-
-            if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
-                ngx_http_shortlink_pg_deliver(pgc->query, res, NGX_OK);
-
-            } else {
-                ngx_http_shortlink_pg_deliver(pgc->query, NULL, NGX_ERROR);
-            }
-        }
-
-        PQclear(res);
+        pgc->prepared = (status == PGRES_COMMAND_OK);
+        return;
     }
+
+    if (pgc->delivered) {
+        return;
+    }
+
+    pgc->delivered = 1;
+
+    switch (status) {
+
+    case PGRES_TUPLES_OK:
+    case PGRES_COMMAND_OK:
+        ngx_http_shortlink_pg_deliver(q, res, NGX_OK);
+        break;
+
+    case PGRES_FATAL_ERROR:
+        ngx_http_shortlink_pg_refused(q, res);
+        ngx_http_shortlink_pg_deliver(q, res, NGX_ERROR);
+        break;
+
+    default:
+        /* PGRES_PIPELINE_ABORTED: set_config() failed, logged above */
+        ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
+                      "shortlink: PostgreSQL query failed: %s",
+                      PQresStatus(status));
+        ngx_http_shortlink_pg_deliver(q, NULL, NGX_ERROR);
+        break;
+    }
+}
+
+
+/*
+ * PostgreSQL refused a statement.  Its own statement_timeout is a
+ * timeout; bad data (SQLSTATE class 22) and a broken constraint (23) are
+ * the caller's to handle, so only a warning, and no backend error counted.
+ */
+
+static void
+ngx_http_shortlink_pg_refused(ngx_http_shortlink_pg_query_t *q,
+    PGresult *res)
+{
+    const char  *sqlstate, *msg;
+
+    sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    msg = PQresultErrorMessage(res);
+
+    if (sqlstate == NULL) {
+        sqlstate = "";
+    }
+
+    if (ngx_strcmp(sqlstate, NGX_HTTP_SHORTLINK_PG_CANCELED) == 0) {
+        q->timed_out = 1;
+
+        ngx_log_error(NGX_LOG_ERR, q->pool->log, 0,
+                      "shortlink: PostgreSQL query timed out after %M ms, "
+                      "cancelled by PostgreSQL: %*s", q->timeout,
+                      ngx_http_shortlink_pg_msglen(msg), msg);
+        return;
+    }
+
+    if (ngx_strncmp(sqlstate, "22", 2) == 0
+        || ngx_strncmp(sqlstate, "23", 2) == 0)
+    {
+        q->data_error = 1;
+
+        ngx_log_error(NGX_LOG_WARN, q->pool->log, 0,
+                      "shortlink: PostgreSQL query failed (SQLSTATE %s): %*s",
+                      sqlstate, ngx_http_shortlink_pg_msglen(msg), msg);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, q->pool->log, 0,
+                  "shortlink: PostgreSQL query failed (SQLSTATE %s): %*s",
+                  sqlstate, ngx_http_shortlink_pg_msglen(msg), msg);
 }
 
 
@@ -1020,6 +722,23 @@ ngx_http_shortlink_pg_done(ngx_http_shortlink_pg_conn_t *pgc)
     ngx_http_shortlink_pg_query_t  *q;
 
     pool = pgc->pool;
+
+    if (pgc->listener) {
+
+        if (!pgc->prepared) {
+            ngx_http_shortlink_pg_close(pgc, 1);
+            return;
+        }
+
+        if (pgc->state == NGX_HTTP_SHORTLINK_PG_PREPARING) {
+            ngx_http_shortlink_pg_listen_ready(pgc);
+
+        } else {
+            ngx_http_shortlink_pg_listen_answered(pgc);
+        }
+
+        return;
+    }
 
     if (pgc->state == NGX_HTTP_SHORTLINK_PG_PREPARING) {
 
@@ -1035,26 +754,6 @@ ngx_http_shortlink_pg_done(ngx_http_shortlink_pg_conn_t *pgc)
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pool->log, 0,
                        "shortlink pg: connection *%uA ready",
                        pgc->c->number);
-
-        if (pgc->listener) {
-            pool->listen_failures = 0;
-            pgc->state = NGX_HTTP_SHORTLINK_PG_IDLE;
-            pgc->c->idle = 1;
-
-            ngx_log_error(NGX_LOG_INFO, pool->log, 0,
-                          "shortlink: listening on \"%s\"", pool->channel);
-
-            if (ngx_http_shortlink_pg_events(pgc, 1, 0) != NGX_OK) {
-                ngx_http_shortlink_pg_close(pgc, 1);
-                return;
-            }
-
-            pool->listen_state(pool->listen_data, 1);
-
-            /* notifications that came with LISTEN's own reply */
-            ngx_http_shortlink_pg_notifies(pgc);
-            return;
-        }
 
         pool->failures = 0;
 
@@ -1085,311 +784,11 @@ ngx_http_shortlink_pg_done(ngx_http_shortlink_pg_conn_t *pgc)
 
 
 /*
- * failed: the connection broke or timed out (back off before the next
- * attempt); otherwise a deliberate close (shutdown).  Any query on it gets
- * an error.  PQfinish() closes the socket; nginx only gets its connection
- * object back.
- */
-
-static void
-ngx_http_shortlink_pg_close(ngx_http_shortlink_pg_conn_t *pgc,
-    ngx_uint_t failed)
-{
-    ngx_http_shortlink_pg_pool_t   *pool;
-    ngx_http_shortlink_pg_query_t  *q;
-
-    pool = pgc->pool;
-    q = pgc->query;
-    pgc->query = NULL;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pool->log, 0,
-                   "shortlink pg: closing connection, failed:%ui", failed);
-
-    if (pgc->timer.timer_set) {
-        ngx_del_timer(&pgc->timer);
-    }
-
-    if (pgc->conn) {
-        PQfinish(pgc->conn);
-        pgc->conn = NULL;
-    }
-
-    ngx_http_shortlink_pg_unwrap(pgc, 1);
-
-    if (pgc->listener) {
-        pgc->state = NGX_HTTP_SHORTLINK_PG_FREE;
-        ngx_http_shortlink_pg_listener_closed(pool, failed);
-        return;
-    }
-
-    pgc->state = NGX_HTTP_SHORTLINK_PG_FREE;
-
-    if (failed) {
-        ngx_http_shortlink_pg_backoff(pool);
-    }
-
-    if (q) {
-        q->pgc = NULL;
-        ngx_http_shortlink_pg_deliver(q, NULL, NGX_ERROR);
-        ngx_http_shortlink_pg_finish(q);
-    }
-
-    if (!ngx_queue_empty(&pool->waiting)) {
-        ngx_post_event(&pool->dispatch, &ngx_posted_events);
-    }
-}
-
-
-/* the subscription is gone: say so, and come back unless exiting */
-
-static void
-ngx_http_shortlink_pg_listener_closed(ngx_http_shortlink_pg_pool_t *pool,
-    ngx_uint_t failed)
-{
-    ngx_msec_t  delay;
-
-    pool->listen_state(pool->listen_data, 0);
-
-    if (pool->destroying || ngx_exiting || ngx_quit || ngx_terminate) {
-        return;
-    }
-
-    delay = ngx_http_shortlink_pg_delay(failed ? ++pool->listen_failures : 1,
-                                        pool->conf->backoff_max);
-
-    ngx_add_timer(&pool->listen_retry, delay);
-}
-
-
-static ngx_int_t
-ngx_http_shortlink_pg_wrap(ngx_http_shortlink_pg_conn_t *pgc)
-{
-    int                socket;
-    ngx_connection_t  *c;
-
-    socket = PQsocket(pgc->conn);
-
-    if (socket == -1) {
-        return NGX_ERROR;
-    }
-
-    c = ngx_get_connection(socket, pgc->pool->log);
-    if (c == NULL) {
-        return NGX_ERROR;
-    }
-
-    c->data = pgc;
-    c->read->handler = ngx_http_shortlink_pg_read_handler;
-    c->write->handler = ngx_http_shortlink_pg_write_handler;
-    c->read->log = c->log;
-    c->write->log = c->log;
-    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
-
-    pgc->c = c;
-
-    return NGX_OK;
-}
-
-
-/*
- * The socket itself is libpq's.  closed: libpq closed it already (epoll
- * forgot it with the fd); otherwise it is still open and its events are
- * removed for real.
- */
-
-static void
-ngx_http_shortlink_pg_unwrap(ngx_http_shortlink_pg_conn_t *pgc,
-    ngx_uint_t closed)
-{
-    ngx_uint_t         flags;
-    ngx_connection_t  *c;
-
-    c = pgc->c;
-
-    if (c == NULL) {
-        return;
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    flags = closed ? NGX_CLOSE_EVENT : 0;
-
-    if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, flags);
-    }
-
-    if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
-    }
-
-    c->read->closed = 1;
-    c->write->closed = 1;
-
-    ngx_free_connection(c);
-
-    c->fd = (ngx_socket_t) -1;
-    pgc->c = NULL;
-}
-
-
-/* arm exactly the wanted events, level-triggered */
-
-static ngx_int_t
-ngx_http_shortlink_pg_events(ngx_http_shortlink_pg_conn_t *pgc,
-    ngx_uint_t rd, ngx_uint_t wr)
-{
-    ngx_connection_t  *c;
-
-    c = pgc->c;
-
-    if (rd && !c->read->active) {
-        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-    } else if (!rd && c->read->active) {
-        if (ngx_del_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    if (wr && !c->write->active) {
-        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-    } else if (!wr && c->write->active) {
-        if (ngx_del_event(c->write, NGX_WRITE_EVENT, 0) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* PQflush() until libpq has nothing left; wait for writability if needed */
-
-static ngx_int_t
-ngx_http_shortlink_pg_flush(ngx_http_shortlink_pg_conn_t *pgc)
-{
-    int  rc;
-
-    rc = PQflush(pgc->conn);
-
-    if (rc == -1) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_shortlink_pg_events(pgc, 1, rc == 1);
-}
-
-
-static void
-ngx_http_shortlink_pg_read_handler(ngx_event_t *rev)
-{
-    const char                    *msg;
-    ngx_connection_t              *c;
-    ngx_http_shortlink_pg_conn_t  *pgc;
-
-    c = rev->data;
-    pgc = c->data;
-
-    if (pgc->state == NGX_HTTP_SHORTLINK_PG_CONNECTING) {
-        ngx_http_shortlink_pg_connect_poll(pgc);
-        return;
-    }
-
-    if (c->close) {
-        /* an idle connection and the worker is shutting down */
-        ngx_http_shortlink_pg_close(pgc, 0);
-        return;
-    }
-
-    if (!PQconsumeInput(pgc->conn)) {
-        msg = PQerrorMessage(pgc->conn);
-        ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
-                      "shortlink: PostgreSQL connection lost: %*s",
-                      ngx_http_shortlink_pg_msglen(msg), msg);
-        ngx_http_shortlink_pg_close(pgc, 1);
-        return;
-    }
-
-    if (pgc->state == NGX_HTTP_SHORTLINK_PG_IDLE) {
-        /* nothing was asked: notifications, or notices libpq handles */
-        if (pgc->listener) {
-            ngx_http_shortlink_pg_notifies(pgc);
-        }
-
-        return;
-    }
-
-    if (ngx_http_shortlink_pg_flush(pgc) != NGX_OK) {
-        ngx_http_shortlink_pg_close(pgc, 1);
-        return;
-    }
-
-    ngx_http_shortlink_pg_results(pgc);
-}
-
-
-static void
-ngx_http_shortlink_pg_write_handler(ngx_event_t *wev)
-{
-    ngx_connection_t              *c;
-    ngx_http_shortlink_pg_conn_t  *pgc;
-
-    c = wev->data;
-    pgc = c->data;
-
-    if (pgc->state == NGX_HTTP_SHORTLINK_PG_CONNECTING) {
-        ngx_http_shortlink_pg_connect_poll(pgc);
-        return;
-    }
-
-    if (ngx_http_shortlink_pg_flush(pgc) != NGX_OK) {
-        ngx_http_shortlink_pg_close(pgc, 1);
-    }
-}
-
-
-static void
-ngx_http_shortlink_pg_notifies(ngx_http_shortlink_pg_conn_t *pgc)
-{
-    PGnotify                      *n;
-    ngx_str_t                      payload;
-    ngx_http_shortlink_pg_pool_t  *pool;
-
-    pool = pgc->pool;
-
-    while (pgc->conn && (n = PQnotifies(pgc->conn)) != NULL) {
-        payload.data = (u_char *) n->extra;
-        payload.len = ngx_strlen(n->extra);
-
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pool->log, 0,
-                       "shortlink pg: notification \"%V\"", &payload);
-
-        pool->notify(pool->listen_data, &payload);
-
-        PQfreemem(n);
-    }
-}
-
-
-/*
- * A query took longer than query_timeout in all (waiting for a connection
- * included).  A connection stuck on a query cannot be cancelled without
- * blocking (PQcancel), so it is closed and reopened later.
+ * A query took longer than its timeout in all (waiting for a connection
+ * included) and PostgreSQL did not cancel it first: the network or the
+ * server is slow.  A running statement cannot be cancelled without
+ * blocking (PQcancel), so the connection is closed and reopened later;
+ * PostgreSQL's statement_timeout ends the statement on its side.
  */
 
 static void
@@ -1403,7 +802,7 @@ ngx_http_shortlink_pg_query_timeout(ngx_event_t *ev)
     if (q->pgc == NULL) {
         ngx_log_error(NGX_LOG_ERR, q->pool->log, NGX_ETIMEDOUT,
                       "shortlink: no PostgreSQL connection within %M ms",
-                      q->pool->conf->query_timeout);
+                      q->timeout);
 
         ngx_queue_remove(&q->queue);
         ngx_http_shortlink_pg_deliver(q, NULL, NGX_ERROR);
@@ -1413,14 +812,14 @@ ngx_http_shortlink_pg_query_timeout(ngx_event_t *ev)
 
     ngx_log_error(NGX_LOG_ERR, q->pool->log, NGX_ETIMEDOUT,
                   "shortlink: PostgreSQL query timed out after %M ms",
-                  q->pool->conf->query_timeout);
+                  q->timeout);
 
     /* a slow query is no outage: no backoff, the next request may retry */
     ngx_http_shortlink_pg_close(q->pgc, 0);
 }
 
 
-static void
+void
 ngx_http_shortlink_pg_deliver(ngx_http_shortlink_pg_query_t *q,
     PGresult *res, ngx_int_t rc)
 {
@@ -1435,7 +834,7 @@ ngx_http_shortlink_pg_deliver(ngx_http_shortlink_pg_query_t *q,
                 (void) ngx_atomic_fetch_add(conf->timeouts, 1);
             }
 
-        } else if (conf->errors) {
+        } else if (!q->data_error && conf->errors) {
             (void) ngx_atomic_fetch_add(conf->errors, 1);
         }
     }
@@ -1453,7 +852,7 @@ ngx_http_shortlink_pg_deliver(ngx_http_shortlink_pg_query_t *q,
 }
 
 
-static void
+void
 ngx_http_shortlink_pg_finish(ngx_http_shortlink_pg_query_t *q)
 {
     if (q->timer.timer_set) {
@@ -1464,19 +863,9 @@ ngx_http_shortlink_pg_finish(ngx_http_shortlink_pg_query_t *q)
 }
 
 
-static void
-ngx_http_shortlink_pg_notice(void *arg, const char *message)
-{
-    ngx_log_t  *log = arg;
-
-    ngx_log_error(NGX_LOG_NOTICE, log, 0, "shortlink: PostgreSQL: %*s",
-                  ngx_http_shortlink_pg_msglen(message), message);
-}
-
-
 /* libpq's messages end in a newline that the error log does not want */
 
-static size_t
+size_t
 ngx_http_shortlink_pg_msglen(const char *message)
 {
     size_t  len;

@@ -30,8 +30,19 @@ typedef struct ngx_http_shortlink_pg_query_s  ngx_http_shortlink_pg_query_t;
 /*
  * Called once per query, from an event handler, never from inside
  * ngx_http_shortlink_pg_query().  rc is NGX_OK with a result whose status is
- * PGRES_TUPLES_OK or PGRES_COMMAND_OK, or NGX_ERROR with res == NULL
- * (connection failure, timeout, SQL error).  res is freed after the call.
+ * PGRES_TUPLES_OK or PGRES_COMMAND_OK, or NGX_ERROR:
+ *
+ *   res != NULL: PostgreSQL refused the statement (PGRES_FATAL_ERROR);
+ *       PQresultErrorField(res, PG_DIAG_SQLSTATE) says why.  Class 22
+ *       (data exception) and 23 (integrity constraint) are logged at
+ *       "warn" and not counted as backend errors: what to do with the
+ *       data is the caller's business.  57014 (cancelled by the
+ *       statement_timeout the pool sets) is counted and logged as a
+ *       timeout; the statement did not commit.
+ *   res == NULL: no answer (connection failure, nginx-side timeout,
+ *       PostgreSQL unreachable); a write may or may not have committed.
+ *
+ * res is freed after the call: the handler must not keep it.
  */
 typedef void (*ngx_http_shortlink_pg_handler_pt)(void *data, PGresult *res,
     ngx_int_t rc);
@@ -51,6 +62,15 @@ typedef struct {
     ngx_msec_t                        connect_timeout;
     ngx_msec_t                        query_timeout;
     ngx_msec_t                        backoff_max;
+    ngx_msec_t                        listen_check;   /* LISTEN liveness */
+    ngx_msec_t                        listen_check_timeout;
+
+    /* parsed from conninfo at configuration time, NUL-terminated */
+    ngx_array_t                      *given;          /* of ngx_keyval_t */
+
+    /* the workers' user and home directory, looked up by the master */
+    u_char                           *user;
+    u_char                           *home;
 
     /* counters shared by all workers (metrics), NULL: not counted */
     ngx_atomic_t                     *errors;      /* failed, not timed out */
@@ -81,7 +101,10 @@ void ngx_http_shortlink_pg_stats(ngx_http_shortlink_pg_pool_t *pool,
     ngx_uint_t *open, ngx_uint_t *busy);
 time_t ngx_http_shortlink_pg_retry_after(ngx_http_shortlink_pg_pool_t *pool);
 
-char *ngx_http_shortlink_pg_check_conninfo(ngx_conf_t *cf, ngx_str_t *ci);
+char *ngx_http_shortlink_pg_conninfo(ngx_conf_t *cf,
+    ngx_http_shortlink_pg_conf_t *conf, ngx_str_t *ci);
+ngx_int_t ngx_http_shortlink_pg_init_module(ngx_cycle_t *cycle,
+    ngx_http_shortlink_pg_conf_t *conf);
 
 
 #endif /* _NGX_HTTP_SHORTLINK_PG_H_INCLUDED_ */
