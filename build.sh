@@ -13,7 +13,8 @@
 #
 # Environment: TEST_NGINX_USE_VALGRIND=1 (suite under valgrind),
 # TEST_NGINX_LIB=dir (run the suites with the Test::Nginx in dir, e.g.
-# upstream's lib/, instead of t/runner/lib), SKIP_APT=1
+# upstream's lib/, instead of t/runner/lib; without files, all of t/*.t
+# but not the runner's self-test or the C unit tests), SKIP_APT=1
 # (do not look for missing packages), SHORTLINK_NGINX_SRC (nginx sources,
 # default /usr/share/nginx/src from nginx-dev).
 
@@ -240,7 +241,7 @@ stop_services() {
 # --- commands -------------------------------------------------------------
 
 cmd_test() {
-    local status=0 files=("$@") lib
+    local status=0 files=("$@") lib tools prove_env
 
     trap stop_services EXIT
     trap 'exit 130' INT TERM
@@ -265,6 +266,20 @@ cmd_test() {
     # TEST_NGINX_LIB names another Test::Nginx lib/ (upstream's, to check
     # that the suites pass there too); the runner's self-test is ours only
     lib=${TEST_NGINX_LIB:-$ROOT/t/runner/lib}
+    [ -f "$lib/Test/Nginx/Socket.pm" ] \
+        || die "no Test/Nginx/Socket.pm in $lib (TEST_NGINX_LIB)"
+    lib=$(cd "$lib" && pwd)
+    prove_env=()
+
+    # Upstream runs nginx as a daemon and waits for each one it stops to
+    # be gone; a slow PID 1 (a sandbox) reaps orphans late.  Subreaper.pm,
+    # kept next to the vendored copy (<shared>/tools beside
+    # <shared>/vendor/test-nginx-*/lib), makes prove reap them itself.
+    if [ -n "${TEST_NGINX_LIB:-}" ] && [ -f "$lib/../../../tools/Subreaper.pm" ]; then
+        tools=$(cd "$lib/../../../tools" && pwd)
+        prove_env=("PERL5LIB=$tools${PERL5LIB:+:$PERL5LIB}"
+                   "PERL5OPT=${PERL5OPT:+$PERL5OPT }-MSubreaper")
+    fi
 
     if [ ${#files[@]} -eq 0 ]; then
         files=(t/*.t)
@@ -274,7 +289,8 @@ cmd_test() {
         fi
     fi
 
-    prove -I "$lib" -I t/lib "${files[@]}" || status=$?
+    log "suites with $lib"
+    env "${prove_env[@]}" prove -I "$lib" -I t/lib "${files[@]}" || status=$?
 
     return $status
 }

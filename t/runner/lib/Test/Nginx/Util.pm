@@ -11,9 +11,11 @@ package Test::Nginx::Util;
 # Differences from upstream worth knowing (see t/runner/README.md):
 #   * nginx runs in the foreground ("daemon off") as our own child and is
 #     reaped with waitpid(), so restarts take milliseconds;
-#   * like upstream, nginx is restarted for every block unless
-#     TEST_NGINX_FORCE_RESTART_ON_TEST=0, and then only when the generated
-#     nginx.conf changes (or nginx died);
+#   * where upstream is strict, so is this runner (a suite that passes here
+#     must pass there): the restart rule (only --- config counts), the
+#     error-log window (since the last start), nginx stopped only at exit,
+#     no $TEST_NGINX_* in request or more_headers, HEAD in pipelined
+#     batches, and the 3 x TEST_NGINX_SLEEP wait before each log read;
 #   * the server listens on 127.0.0.1:$port only;
 #   * HTTP/2, HTTP/3, curl, stap, UDP/TCP mock servers, leak checking and
 #     benchmarking modes are not implemented.
