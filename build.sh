@@ -250,7 +250,11 @@ cmd_test() {
 
     export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
     export TEST_NGINX_LOAD_MODULES=$MODULE_SO
-    export TEST_NGINX_PORT=${TEST_NGINX_PORT:-$(free_port 1984)}
+    # nginx is stopped between suites, so its port is free for a moment
+    # each time: start the search at a port of this run's own (20000 to
+    # 29999, below the ephemeral range), not at 1984 where any other run
+    # on the machine looks first and would take it
+    export TEST_NGINX_PORT=${TEST_NGINX_PORT:-$(free_port $((20000 + $$ % 10000)))}
     export TEST_NGINX_SERVROOT=$RUN_DIR/servroot
     export TEST_NGINX_PG_DSN=$SHORTLINK_DSN
     export TEST_NGINX_PG_PORT=$PG_PORT
