@@ -1103,10 +1103,10 @@ sub requests_from_block {
             my $pk = build_request($name, [$req], $hdr_for->($i), $conn);
             $buf .= join '', map { $_->{value} } @$pk;
         }
-        # As upstream, the batch is one request as far as HEAD goes: if
-        # the first request is HEAD, every response is read without a
-        # body; a HEAD further on has its (absent) body read from the
-        # next response.
+        # As upstream, the batch is one request as far as HEAD goes: it
+        # is HEAD if its first request is, which only spares the warning
+        # about a short body (see parse_response: every response's
+        # Content-Length is read from what follows it, HEAD or not).
         return [{ packets => [{ value => $buf }], head => $buf =~ /^\s*HEAD\s/ ? 1 : 0,
                   n => scalar @$reqs }];
     }
