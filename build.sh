@@ -13,7 +13,8 @@
 #
 # Environment: TEST_NGINX_USE_VALGRIND=1 (suite under valgrind),
 # TEST_NGINX_LIB=dir (run the suites with the Test::Nginx in dir, e.g.
-# upstream's lib/, instead of t/runner/lib), SKIP_APT=1
+# upstream's lib/, instead of t/runner/lib; without files, all of t/*.t
+# but not the runner's self-test or the C unit tests), SKIP_APT=1
 # (do not look for missing packages), SHORTLINK_NGINX_SRC (nginx sources,
 # default /usr/share/nginx/src from nginx-dev).
 
@@ -241,7 +242,7 @@ stop_services() {
 # --- commands -------------------------------------------------------------
 
 cmd_test() {
-    local status=0 files=("$@") lib
+    local status=0 files=("$@") lib tools prove_env
 
     trap stop_services EXIT
     trap 'exit 130' INT TERM
@@ -250,7 +251,11 @@ cmd_test() {
 
     export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
     export TEST_NGINX_LOAD_MODULES=$MODULE_SO
-    export TEST_NGINX_PORT=${TEST_NGINX_PORT:-$(free_port 1984)}
+    # nginx is stopped between suites, so its port is free for a moment
+    # each time: start the search at a port of this run's own (20000 to
+    # 29999, below the ephemeral range), not at 1984 where any other run
+    # on the machine looks first and would take it
+    export TEST_NGINX_PORT=${TEST_NGINX_PORT:-$(free_port $((20000 + $$ % 10000)))}
     export TEST_NGINX_SERVROOT=$RUN_DIR/servroot
     export TEST_NGINX_PG_DSN=$SHORTLINK_DSN
     export TEST_NGINX_PG_PORT=$PG_PORT
@@ -266,6 +271,20 @@ cmd_test() {
     # TEST_NGINX_LIB names another Test::Nginx lib/ (upstream's, to check
     # that the suites pass there too); the runner's self-test is ours only
     lib=${TEST_NGINX_LIB:-$ROOT/t/runner/lib}
+    [ -f "$lib/Test/Nginx/Socket.pm" ] \
+        || die "no Test/Nginx/Socket.pm in $lib (TEST_NGINX_LIB)"
+    lib=$(cd "$lib" && pwd)
+    prove_env=()
+
+    # Upstream runs nginx as a daemon and waits for each one it stops to
+    # be gone; a slow PID 1 (a sandbox) reaps orphans late.  Subreaper.pm,
+    # kept next to the vendored copy (<shared>/tools beside
+    # <shared>/vendor/test-nginx-*/lib), makes prove reap them itself.
+    if [ -n "${TEST_NGINX_LIB:-}" ] && [ -f "$lib/../../../tools/Subreaper.pm" ]; then
+        tools=$(cd "$lib/../../../tools" && pwd)
+        prove_env=("PERL5LIB=$tools${PERL5LIB:+:$PERL5LIB}"
+                   "PERL5OPT=${PERL5OPT:+$PERL5OPT }-MSubreaper")
+    fi
 
     if [ ${#files[@]} -eq 0 ]; then
         files=(t/*.t)
@@ -275,7 +294,8 @@ cmd_test() {
         fi
     fi
 
-    prove -I "$lib" -I t/lib "${files[@]}" || status=$?
+    log "suites with $lib"
+    env "${prove_env[@]}" prove -I "$lib" -I t/lib "${files[@]}" || status=$?
 
     return $status
 }

@@ -102,7 +102,9 @@ Location: https://example.com/up
 --- http_config
     shortlink_postgres "host=127.0.0.1 port=$TEST_NGINX_SILENT_PORT dbname=x user=x sslmode=disable" connect_timeout=300ms query_timeout=5s;
 --- config
-    location / { shortlink; }
+    # a --- config of its own: only a changed config restarts nginx,
+    # and this http_config needs a new nginx
+    location / { shortlink; }  # silent database
 --- request
 GET /up
 --- error_code: 503
@@ -121,7 +123,7 @@ PostgreSQL connect timed out after 300 ms
 --- http_config
     shortlink_postgres "host=127.0.0.1,127.0.0.1 port=$TEST_NGINX_CLOSED_PORT,$TEST_NGINX_PG_PORT dbname=shortlink user=shortlink";
 --- config
-    location / { shortlink; }
+    location / { shortlink; }  # two hosts: a config of its own, a new nginx
 --- request
 GET /up
 --- error_code: 302

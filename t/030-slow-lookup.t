@@ -66,7 +66,8 @@ shortlink: lookup "slow" answered by pg
 
 
 
-=== TEST 3: the same connection serves the next lookup
+=== TEST 3: the same connection serves the next lookup: the log since TEST 1
+started nginx shows one connect
 --- init
 ShortlinkTest::pg_wait_bg();
 --- http_config
@@ -78,8 +79,10 @@ GET /slow
 --- error_code: 302
 --- response_headers
 Location: https://example.com/slow
---- no_error_log
+--- grep_error_log: shortlink pg: connecting
+--- grep_error_log_out
 shortlink pg: connecting
+--- no_error_log
 [error]
 [alert]
 
@@ -91,7 +94,9 @@ main::hold_lock(1.5);
 --- http_config
     shortlink_postgres "$TEST_NGINX_PG_DSN" query_timeout=300ms;
 --- config
-    location / { shortlink; }
+    # a config of its own: only a changed --- config restarts nginx, and
+    # this http_config needs a new one
+    location / { shortlink; }  # query_timeout=300ms
 --- request
 GET /slow
 --- error_code: 503

@@ -105,8 +105,10 @@ GET /rd9
 --- response_headers
 Location: https://example.com/only-in-redis
 X-Cache: redis
+--- error_log
+shortlink: lookup "rd9" answered by redis
 --- no_error_log
-shortlink pg: sending
+shortlink: lookup "rd9" answered by pg
 
 
 
@@ -175,7 +177,7 @@ GET /rd6
 Location: https://example.com/rd6
 X-Cache: pg
 --- no_error_log
-[warn]
+malformed Redis value for "rd6"
 
 
 
@@ -258,6 +260,12 @@ select(undef, undef, undef, 1.2);
 --- http_config
     shortlink_postgres "$TEST_NGINX_PG_DSN";
     shortlink_redis 127.0.0.1:$TEST_NGINX_SILENT_PORT timeout=200ms backoff=5s;
+--- config
+    # a config of its own, so that nginx restarts with this http_config
+    location / {
+        shortlink;
+        add_header X-Cache $shortlink_cache always;
+    }
 --- request eval
 ["GET /rd1", "GET /rd2", "GET /rd3"]
 --- error_code eval

@@ -36,7 +36,8 @@ __DATA__
 
 
 
-=== TEST 2: after SIGHUP the new worker answers from the same zone
+=== TEST 2: after SIGHUP the new worker answers from the same zone: since
+nginx started, PostgreSQL answered for "kept" once, in TEST 1
 --- init
 my $pidfile = Test::Nginx::Socket::server_root() . "/logs/nginx.pid";
 open my $fh, '<', $pidfile or die "$pidfile: $!";
@@ -53,7 +54,9 @@ GET /kept
 --- error_code: 302
 --- response_headers
 X-Cache: shm
+--- grep_error_log eval: qr/shortlink: lookup "kept" answered by \w+/
+--- grep_error_log_out
+shortlink: lookup "kept" answered by pg
 --- no_error_log
-shortlink pg: sending
 [alert]
 [crit]

@@ -22,7 +22,8 @@ add_block_preprocessor(sub {
     shortlink_queue clicks:1m;
     shortlink_flush interval=1h timeout=3s;
 _EOC_
-    $block->set_value("config", "location / { shortlink; }");
+    $block->set_value("config", "location / { shortlink; }")
+        unless defined $block->config;
 });
 
 master_on();
@@ -30,9 +31,6 @@ workers(1);
 no_shuffle();
 no_root_location();
 run_tests();
-
-is(sql_value("SELECT count(*) FROM shortlink.clicks WHERE code = 'exit1'"),
-   15, 'the clicks queued before the reload and before the stop all arrived');
 
 __DATA__
 
@@ -61,7 +59,7 @@ Test::More::is(ShortlinkTest::sql_value(
 
 
 
-=== TEST 3: a graceful stop: the last five are written too
+=== TEST 3: a graceful stop (when TEST 4 restarts nginx): the last five are written too
 --- request
 GET /nosuch.code
 --- error_code: 404
@@ -70,3 +68,17 @@ qr/shortlink flush: 5 clicks committed/
 --- no_shutdown_error_log
 clicks not written to PostgreSQL at exit
 [alert]
+
+
+
+=== TEST 4: a config of its own stops the nginx of TEST 1-3 first: by now
+the clicks queued before the reload and before the stop all arrived
+--- config
+    location / { return 204; }
+--- init
+Test::More::is(ShortlinkTest::sql_value(
+    "SELECT count(*) FROM shortlink.clicks WHERE code = 'exit1'"),
+    15, 'the clicks queued before the reload and before the stop all arrived');
+--- request
+GET /exit1
+--- error_code: 204

@@ -82,7 +82,7 @@ ShortlinkTest::allow_clicks();
 --- request
 GET /metrics
 --- response_body_like
-shortlink_click_queue_clicks [1-9]\d*\n(?s:.*)shortlink_flush_batches_total\{result="failed"\} [1-9]
+shortlink_click_queue_clicks [1-9]\d*\n(?s:.*)shortlink_flush_batches_total\{result="failed"\} [1-9]\d*
 
 
 

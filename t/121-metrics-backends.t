@@ -46,6 +46,10 @@ our $config = <<'_EOC_';
     location = /metrics { shortlink_metrics; }
 _EOC_
 
+# Only a changed --- config restarts nginx: each http_config above comes
+# with a config of its own, told apart by a comment
+sub config { return "    # $_[0]\n$::config" }
+
 no_shuffle();
 no_root_location();
 run_tests();
@@ -57,7 +61,7 @@ __DATA__
     shortlink_postgres "$TEST_NGINX_PG_DSN";
     shortlink_redis 127.0.0.1:$TEST_NGINX_SILENT_PORT timeout=200ms backoff=5s;
     shortlink_bloom capacity=100000;
---- config eval: $::config
+--- config eval: main::config("a silent Redis")
 --- request eval
 ["GET /mb1", "GET /metrics"]
 --- error_code eval
@@ -77,7 +81,7 @@ __DATA__
 
 === TEST 2: Redis answers an error
 --- http_config eval: $::redis_config
---- config eval: $::config
+--- config eval: main::config("redis_config")
 --- request
 GET /mb2
 --- error_code: 404
@@ -88,7 +92,7 @@ GET failed: WRONGTYPE
 
 === TEST 3: ... one error, no timeout
 --- http_config eval: $::redis_config
---- config eval: $::config
+--- config eval: main::config("redis_config")
 --- request
 GET /metrics
 --- response_body_like eval
@@ -103,7 +107,7 @@ qr/shortlink_backend_errors_total\{backend="postgresql"\}\ 0\n
 --- init
 main::hold_lock(2);
 --- http_config eval: $::pg_config
---- config eval: $::config
+--- config eval: main::config("pg_config")
 --- request
 GET /mb3
 --- error_code: 503
@@ -114,7 +118,7 @@ PostgreSQL query timed out after 300 ms
 
 === TEST 5: ... one timeout, no error
 --- http_config eval: $::pg_config
---- config eval: $::config
+--- config eval: main::config("pg_config")
 --- request
 GET /metrics
 --- response_body_like eval

@@ -49,9 +49,9 @@ Cache-Control: no-store
 --- request eval
 ["POST /_api/links\n{\"url\": \"https://example.com/e2e1\", \"code\": \"e2e1\"}",
  "GET /e2e1"]
---- more_headers
-Authorization: Bearer $TEST_NGINX_API_KEY
-Content-Type: application/json
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}
+Content-Type: application/json"
 --- error_code eval
 [201, 302]
 --- response_headers eval
@@ -69,8 +69,8 @@ Content-Type: application/json
  "POST /_api/links\n{\"url\": \"javascript:alert(1)\"}",
  "POST /_api/links\n{\"url\": \"https://example.com/a\\r\\nSet-Cookie: x=1\"}",
  "POST /_api/links\n{\"url\": "]
---- more_headers
-Authorization: Bearer $TEST_NGINX_API_KEY
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}"
 --- error_code eval
 [409, 422, 422, 400]
 --- response_headers eval
@@ -81,8 +81,8 @@ Authorization: Bearer $TEST_NGINX_API_KEY
 === TEST 4: another owner's key: 403
 --- request
 GET /_api/links/e2e1
---- more_headers
-Authorization: Bearer $TEST_NGINX_OTHER_KEY
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_OTHER_KEY}"
 --- error_code: 403
 
 
@@ -91,8 +91,8 @@ Authorization: Bearer $TEST_NGINX_OTHER_KEY
 --- request eval
 ["PATCH /_api/links/e2e1\n{\"url\": \"https://example.com/e2e1-new\"}",
  "GET /e2e1"]
---- more_headers
-Authorization: Bearer $TEST_NGINX_API_KEY
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}"
 --- error_code eval
 [200, 302]
 --- response_headers eval
@@ -103,8 +103,8 @@ Authorization: Bearer $TEST_NGINX_API_KEY
 === TEST 6: delete: 204, then the link is gone
 --- request eval
 ["DELETE /_api/links/e2e1", "GET /e2e1", "GET /_api/links/e2e1"]
---- more_headers
-Authorization: Bearer $TEST_NGINX_API_KEY
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}"
 --- error_code eval
 [204, 404, 404]
 
@@ -113,8 +113,8 @@ Authorization: Bearer $TEST_NGINX_API_KEY
 === TEST 7: a 10 MB body: 413 problem, nothing written
 --- request eval
 "POST /_api/links\n{\"url\": \"https://example.com/big\", \"title\": \"" . ("x" x 10_000_000) . "\"}"
---- more_headers
-Authorization: Bearer $TEST_NGINX_API_KEY
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}"
 --- error_code: 413
 --- response_headers
 Content-Type: application/problem+json
@@ -124,8 +124,8 @@ Content-Type: application/problem+json
 === TEST 8: a body that is not UTF-8: 400 problem
 --- request eval
 "POST /_api/links\n{\"url\": \"https://example.com/\xff\xfe\"}"
---- more_headers
-Authorization: Bearer $TEST_NGINX_API_KEY
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}"
 --- error_code: 400
 --- response_headers
 Content-Type: application/problem+json

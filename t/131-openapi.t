@@ -59,8 +59,8 @@ __DATA__
     shortlink_postgres "$TEST_NGINX_PG_DSN";
 --- config
     location /_api/ { shortlink_api; }
---- more_headers
-Authorization: Bearer $TEST_NGINX_API_KEY
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}"
 --- request eval: \@::requests
 --- error_code eval: \@::codes
 --- no_error_log

@@ -103,8 +103,8 @@ Test::More::is("@second", "302 https://example.com/before shm", "then answers fr
 --- request
 PATCH /_api/links/node1
 {"url": "https://example.com/after"}
---- more_headers
-Authorization: Bearer $TEST_NGINX_API_KEY
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}"
 --- error_code: 200
 
 

@@ -48,6 +48,14 @@ sub http_config {
 _EOC_
 }
 
+# Only a changed --- config restarts nginx, so each http_config comes with
+# a config of its own, told apart by a comment naming the same parameters
+sub config {
+    my ($capacity, $attempts) = @_;
+    $attempts //= 3;
+    return "    # capacity=$capacity attempts=$attempts\n$Config";
+}
+
 our $Bulk = join ',', map { qq{{"url": "https://example.com/t133/$_"}} } 1 .. 1000;
 
 no_shuffle();
@@ -67,12 +75,12 @@ __DATA__
 
 === TEST 1: no code: nginx generates one of shortlink_code_length characters
 --- http_config eval: main::http_config(100000)
---- config eval: $::Config
+--- config eval: main::config(100000)
 --- request
 POST /_api/links
 {"url": "https://example.com/t133"}
---- more_headers
-Authorization: Bearer $TEST_NGINX_API_KEY
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}"
 --- error_code: 201
 --- response_body_like: "code"\s*:\s*"[0-9A-Za-z]{9}"
 --- no_error_log
@@ -82,12 +90,12 @@ Authorization: Bearer $TEST_NGINX_API_KEY
 
 === TEST 2: ?code_length= overrides the directive
 --- http_config eval: main::http_config(100000)
---- config eval: $::Config
+--- config eval: main::config(100000)
 --- request
 POST /_api/links?code_length=5
 {"url": "https://example.com/t133"}
---- more_headers
-Authorization: Bearer $TEST_NGINX_API_KEY
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}"
 --- error_code: 201
 --- response_body_like: "code"\s*:\s*"[0-9A-Za-z]{5}"
 
@@ -95,12 +103,12 @@ Authorization: Bearer $TEST_NGINX_API_KEY
 
 === TEST 3: HEAD on GET routes answers like GET without a body; 405 elsewhere
 --- http_config eval: main::http_config(100000)
---- config eval: $::Config
+--- config eval: main::config(100000)
 --- request eval
 ["HEAD /_api/links?limit=1", "HEAD /_api/health", "HEAD /_api/links/bulk",
  "HEAD /_api/links/t133s1", "HEAD /_api/links/t133s1/stats"]
---- more_headers
-Authorization: Bearer $TEST_NGINX_API_KEY
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}"
 --- error_code eval
 [200, 200, 405, 403, 403]
 --- response_headers eval
@@ -114,7 +122,7 @@ Authorization: Bearer $TEST_NGINX_API_KEY
 
 === TEST 4: a bloom filter that knows every code: give it time to be built
 --- http_config eval: main::http_config(1000)
---- config eval: $::Config
+--- config eval: main::config(1000)
 --- request
 GET /_api/health
 --- error_code: 200
@@ -124,11 +132,11 @@ GET /_api/health
 
 === TEST 5: every candidate may be taken: 503 after the attempts, nothing written
 --- http_config eval: main::http_config(1000)
---- config eval: $::Config
+--- config eval: main::config(1000)
 --- request eval
 ["POST /_api/links\n{\"url\": \"https://example.com/t133-full\"}", "GET /metrics"]
---- more_headers
-Authorization: Bearer $TEST_NGINX_API_KEY
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}"
 --- error_code eval
 [503, 200]
 --- response_body_like eval
@@ -139,11 +147,11 @@ Authorization: Bearer $TEST_NGINX_API_KEY
 
 === TEST 6: 100,000 links with generated codes in 100 bulk requests
 --- http_config eval: main::http_config(200000, 10)
---- config eval: $::Config
+--- config eval: main::config(200000, 10)
 --- request eval
 [map { "POST /_api/links/bulk\n[$::Bulk]" } 1 .. 100]
---- more_headers
-Authorization: Bearer $TEST_NGINX_API_KEY
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}"
 --- error_code eval
 [(200) x 100]
 --- response_body_like eval

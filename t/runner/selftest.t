@@ -161,6 +161,27 @@ sub find_tests {
        'features.suite: shutdown_error_log sees the shutdown messages');
 }
 
+# --- where upstream is strict (issue 11): one block per behaviour ------------
+
+{
+    my $r = run_suite('upstream.suite');
+    all_ok($r, 'upstream.suite', 24);
+    my @want = (
+        [qr/TEST 1: .*response_body_like/, '1. no $TEST_NGINX_* expansion in request or more_headers'],
+        [qr/TEST 2: .*X-Http-Config not present/, '2. a changed http_config alone does not restart nginx'],
+        [qr/^TEST 2 and 3 talked to the same nginx$/, '2. the same nginx served TEST 2 and 3'],
+        [qr/TEST 3: .*m=block1/, '3. the log window starts at the last start, not at the block'],
+        [qr/^nginx \(\d+\) still runs after run_tests\(\) returns$/,
+         '4. nginx still runs after run_tests() returns'],
+        [qr/TEST 4: .*response_body_like/, '5. a pipelined HEAD response takes the next bytes as body'],
+        [qr/^five requests with log reads took/, '6. every log read waits 3 x TEST_NGINX_SLEEP'],
+    );
+    for my $w (@want) {
+        my @hit = find_tests($r, $w->[0]);
+        ok(@hit && !grep({ !$_->{ok} } @hit), "upstream.suite: $w->[1]");
+    }
+}
+
 # --- blocks that must fail ---------------------------------------------------
 
 {
@@ -179,6 +200,7 @@ sub find_tests {
         11 => qr/pattern "no such shutdown message" should match a line in error.log$/,
         12 => qr/ - status code ok$/,
         13 => qr/pattern "GET \/not-this-one" should match a line in access.log/,
+        15 => qr/pattern "mark=fourteen" should not match any line in error.log/,
     );
     my (%failed, @unexpected);
     for my $t (@{ $r->{tests} }) {
@@ -194,7 +216,7 @@ sub find_tests {
         is($failed{$n}, 1, "fail.suite: TEST $n reports exactly its expected failure");
     }
     is_deeply(\@unexpected, [], 'fail.suite: no other check failed');
-    is(scalar(@{ $r->{tests} }), 27, 'fail.suite: 27 tests ran');
+    is(scalar(@{ $r->{tests} }), 30, 'fail.suite: 30 tests ran');
     isnt($r->{rc}, 0, 'fail.suite: non-zero exit code');
     ok(!defined $r->{bail}, 'fail.suite: no bail out');
     nginx_gone('fail.suite');
