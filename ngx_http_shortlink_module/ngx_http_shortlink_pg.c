@@ -138,6 +138,7 @@ static void ngx_http_shortlink_pg_query_timeout(ngx_event_t *ev);
 static void ngx_http_shortlink_pg_deliver(ngx_http_shortlink_pg_query_t *q,
     PGresult *res, ngx_int_t rc);
 static void ngx_http_shortlink_pg_finish(ngx_http_shortlink_pg_query_t *q);
+static ngx_uint_t ngx_http_shortlink_pg_data_error(PGresult *res);
 
 static void ngx_http_shortlink_pg_notice(void *arg, const char *message);
 static size_t ngx_http_shortlink_pg_msglen(const char *message);
@@ -961,6 +962,7 @@ ngx_http_shortlink_pg_results(ngx_http_shortlink_pg_conn_t *pgc)
 {
     const char      *msg;
     PGresult        *res;
+    ngx_uint_t       level;
     ExecStatusType   status;
 
     while (!PQisBusy(pgc->conn)) {
@@ -985,7 +987,9 @@ ngx_http_shortlink_pg_results(ngx_http_shortlink_pg_conn_t *pgc)
 
         if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
             msg = PQresultErrorMessage(res);
-            ngx_log_error(NGX_LOG_ERR, pgc->pool->log, 0,
+            level = ngx_http_shortlink_pg_data_error(res) ? NGX_LOG_WARN
+                                                          : NGX_LOG_ERR;
+            ngx_log_error(level, pgc->pool->log, 0,
                           "shortlink: PostgreSQL %s failed: %*s",
                           pgc->state == NGX_HTTP_SHORTLINK_PG_PREPARING
                           ? "prepare" : "query",
@@ -1002,7 +1006,7 @@ ngx_http_shortlink_pg_results(ngx_http_shortlink_pg_conn_t *pgc)
                 ngx_http_shortlink_pg_deliver(pgc->query, res, NGX_OK);
 
             } else {
-                ngx_http_shortlink_pg_deliver(pgc->query, NULL, NGX_ERROR);
+                ngx_http_shortlink_pg_deliver(pgc->query, res, NGX_ERROR);
             }
         }
 
@@ -1435,7 +1439,7 @@ ngx_http_shortlink_pg_deliver(ngx_http_shortlink_pg_query_t *q,
                 (void) ngx_atomic_fetch_add(conf->timeouts, 1);
             }
 
-        } else if (conf->errors) {
+        } else if (conf->errors && !ngx_http_shortlink_pg_data_error(res)) {
             (void) ngx_atomic_fetch_add(conf->errors, 1);
         }
     }
@@ -1488,4 +1492,25 @@ ngx_http_shortlink_pg_msglen(const char *message)
     }
 
     return len;
+}
+
+
+/*
+ * An SQL error about the data sent (SQLSTATE class 22 or 23): the
+ * caller's to handle, no sign of a backend in trouble.
+ */
+
+static ngx_uint_t
+ngx_http_shortlink_pg_data_error(PGresult *res)
+{
+    char  *state;
+
+    if (res == NULL) {
+        return 0;
+    }
+
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    return state != NULL
+           && state[0] == '2' && (state[1] == '2' || state[1] == '3');
 }

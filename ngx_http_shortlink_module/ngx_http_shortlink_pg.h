@@ -30,8 +30,9 @@ typedef struct ngx_http_shortlink_pg_query_s  ngx_http_shortlink_pg_query_t;
 /*
  * Called once per query, from an event handler, never from inside
  * ngx_http_shortlink_pg_query().  rc is NGX_OK with a result whose status is
- * PGRES_TUPLES_OK or PGRES_COMMAND_OK, or NGX_ERROR with res == NULL
- * (connection failure, timeout, SQL error).  res is freed after the call.
+ * PGRES_TUPLES_OK or PGRES_COMMAND_OK, or NGX_ERROR: with the error
+ * result for an SQL error, with res == NULL for a connection failure or a
+ * timeout.  res is freed after the call.
  */
 typedef void (*ngx_http_shortlink_pg_handler_pt)(void *data, PGresult *res,
     ngx_int_t rc);
