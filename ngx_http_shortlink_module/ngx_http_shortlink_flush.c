@@ -255,8 +255,8 @@ ngx_http_shortlink_flush_handler(ngx_event_t *ev)
                                        ngx_http_shortlink_click_valid,
                                        f->log);
 
-    if (rc == NGX_DECLINED || rc == NGX_BUSY) {
-        /* nothing queued, or the lease was lost while copying */
+    if (rc != NGX_OK) {
+        /* nothing queued, the lease lost while copying, or no memory */
         ngx_http_shortlink_queue_release(smcf->queue);
         ngx_http_shortlink_flush_idle(f);
         return;
@@ -267,9 +267,7 @@ ngx_http_shortlink_flush_handler(ngx_event_t *ev)
     f->lost = 0;
     f->busy = 1;
 
-    if (rc == NGX_OK) {
-        rc = ngx_http_shortlink_flush_split(f);
-    }
+    rc = ngx_http_shortlink_flush_split(f);
 
     if (rc != NGX_OK) {
         /* no memory: later */
@@ -299,7 +297,7 @@ ngx_http_shortlink_flush_handler(ngx_event_t *ev)
                    f->batch.count, f->pending);
 
     if (f->pending == 0) {
-        ngx_http_shortlink_flush_done(f, NGX_ERROR);
+        ngx_http_shortlink_flush_done(f, f->lost ? NGX_DECLINED : NGX_ERROR);
     }
 }
 
@@ -379,9 +377,13 @@ ngx_http_shortlink_flush_split(ngx_http_shortlink_flush_t *f)
         pos = next;
     }
 
-    /* peek checked every record: the walk found them all */
-    count = i;
-    f->batch.count = ngx_min(f->batch.count, count);
+    if (i != count) {
+        /* peek checked every record: never; but never commit unsent ones */
+        ngx_log_error(NGX_LOG_ALERT, f->log, 0,
+                      "shortlink: click batch holds %ui of its %ui records",
+                      i, count);
+        return NGX_ERROR;
+    }
 
     for (k = 0; k < n; k++) {
         f->bounds[k + 1] += f->bounds[k];
