@@ -46,7 +46,7 @@ sub file_has {
 # once the file $GdbGo exists
 sub gdb_hold {
     my ($pid) = @_;
-    my $dir = Test::Nginx::Socket::server_root();
+    my $dir = Test::Nginx::Socket::server_root() . "/logs";
     $GdbOut = "$dir/gdb.out";
     $GdbGo = "$dir/gdb.go";
     unlink $GdbGo;
