@@ -32,7 +32,8 @@
      + NGX_INET6_ADDRSTRLEN + NGX_HTTP_SHORTLINK_VISITOR_LEN                 \
      + NGX_HTTP_SHORTLINK_CLICK_UA_MAX + NGX_HTTP_SHORTLINK_CLICK_REFERER_MAX \
      + NGX_HTTP_SHORTLINK_CLICK_FIELDS_MAX                                   \
-       * (2 + NGX_HTTP_SHORTLINK_CLICK_FIELD_MAX))
+       * (1 + NGX_HTTP_SHORTLINK_CLICK_NAME_MAX                              \
+          + 2 + NGX_HTTP_SHORTLINK_CLICK_FIELD_MAX))
 
 static ngx_uint_t ngx_http_shortlink_click_private(ngx_http_request_t *r,
     ngx_http_shortlink_loc_conf_t *slcf);
@@ -187,9 +188,15 @@ ngx_http_shortlink_click_record(ngx_http_request_t *r, ngx_str_t *code)
                 return NGX_ERROR;
             }
 
+            /* the name (1-64 bytes, checked by the directive), then */
+            *p++ = (u_char) field[i].name.len;
+            p = ngx_cpymem(p, field[i].name.data, field[i].name.len);
+
+            /* the value */
             len = ngx_http_shortlink_utf8_clean(p + 2, value.data, value.len,
                                          NGX_HTTP_SHORTLINK_CLICK_FIELD_MAX);
-            *(uint16_t *) p = (uint16_t) len;
+            p[0] = (u_char) (len & 0xff);
+            p[1] = (u_char) (len >> 8);
             p += 2 + len;
             click->nfields++;
         }
@@ -200,6 +207,119 @@ ngx_http_shortlink_click_record(ngx_http_request_t *r, ngx_str_t *code)
     (void) ngx_http_shortlink_queue_push(smcf->queue, rec, p - rec);
 
     return NGX_OK;
+}
+
+
+/*
+ * Takes a record from the queue apart: NGX_OK if its parts lie within it
+ * and add up to exactly its length, NGX_ERROR otherwise.  Nothing else is
+ * assumed about the bytes (they came through shared memory).
+ */
+
+ngx_int_t
+ngx_http_shortlink_click_parse(u_char *rec, size_t len,
+    ngx_http_shortlink_click_parts_t *parts)
+{
+    u_char                      *p, *last;
+    size_t                       fixed;
+    ngx_str_t                    name, value;
+    ngx_uint_t                   i;
+    ngx_http_shortlink_click_t  *click;
+
+    if (len < sizeof(ngx_http_shortlink_click_t)) {
+        return NGX_ERROR;
+    }
+
+    click = (ngx_http_shortlink_click_t *) rec;
+
+    fixed = (size_t) click->code_len + click->ip_len + click->visitor_len
+            + click->ua_len + click->referer_len;
+
+    if (click->code_len == 0
+        || click->nfields > NGX_HTTP_SHORTLINK_CLICK_FIELDS_MAX
+        || click->ua_len > NGX_HTTP_SHORTLINK_CLICK_UA_MAX
+        || click->referer_len > NGX_HTTP_SHORTLINK_CLICK_REFERER_MAX
+        || fixed > len - sizeof(ngx_http_shortlink_click_t))
+    {
+        return NGX_ERROR;
+    }
+
+    p = rec + sizeof(ngx_http_shortlink_click_t);
+    last = rec + len;
+
+    parts->click = click;
+
+    parts->code.data = p;
+    parts->code.len = click->code_len;
+    p += click->code_len;
+
+    parts->ip.data = p;
+    parts->ip.len = click->ip_len;
+    p += click->ip_len;
+
+    parts->visitor.data = p;
+    parts->visitor.len = click->visitor_len;
+    p += click->visitor_len;
+
+    parts->ua.data = p;
+    parts->ua.len = click->ua_len;
+    p += click->ua_len;
+
+    parts->referer.data = p;
+    parts->referer.len = click->referer_len;
+    p += click->referer_len;
+
+    parts->fields = p;
+    parts->nfields = click->nfields;
+
+    for (i = 0; i < click->nfields; i++) {
+        if (last - p < 3 || p[0] == 0
+            || p[0] > NGX_HTTP_SHORTLINK_CLICK_NAME_MAX
+            || (size_t) (last - p) < 1 + (size_t) p[0] + 2)
+        {
+            return NGX_ERROR;
+        }
+
+        value.len = p[1 + p[0]] | (p[2 + p[0]] << 8);
+
+        if (value.len > NGX_HTTP_SHORTLINK_CLICK_FIELD_MAX
+            || (size_t) (last - p) < 1 + (size_t) p[0] + 2 + value.len)
+        {
+            return NGX_ERROR;
+        }
+
+        p = ngx_http_shortlink_click_next_field(p, &name, &value);
+    }
+
+    return (p == last) ? NGX_OK : NGX_ERROR;
+}
+
+
+/* the queue's check of every record it hands out */
+
+ngx_int_t
+ngx_http_shortlink_click_valid(u_char *rec, size_t len)
+{
+    ngx_http_shortlink_click_parts_t  parts;
+
+    return ngx_http_shortlink_click_parse(rec, len, &parts);
+}
+
+
+/* a field of a record that ngx_http_shortlink_click_parse() accepted */
+
+u_char *
+ngx_http_shortlink_click_next_field(u_char *p, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    name->len = p[0];
+    name->data = p + 1;
+    p += 1 + name->len;
+
+    value->len = p[0] | (p[1] << 8);
+    value->data = p + 2;
+
+    return p + 2 + value->len;
 }
 
 

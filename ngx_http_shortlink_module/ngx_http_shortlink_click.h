@@ -21,6 +21,7 @@
 #define NGX_HTTP_SHORTLINK_CLICK_REFERER_MAX  1024
 #define NGX_HTTP_SHORTLINK_CLICK_FIELD_MAX    256
 #define NGX_HTTP_SHORTLINK_CLICK_FIELDS_MAX   16
+#define NGX_HTTP_SHORTLINK_CLICK_NAME_MAX     64
 #define NGX_HTTP_SHORTLINK_VISITOR_LEN        32
 
 #define NGX_HTTP_SHORTLINK_CLICK_IP_OFF        0
@@ -30,8 +31,12 @@
 
 /*
  * The record as queued: this header, then code, ip, visitor id, user
- * agent, referer, and each extra field as a 16-bit length and its bytes.
- * All text is valid UTF-8 without control characters.
+ * agent, referer, and each extra field as its name (an 8-bit length and
+ * the name) and its value (a 16-bit little-endian length and the bytes).
+ * Fields go by name, never by position: the queue outlives a reload that
+ * may reorder, add or remove shortlink_click_field.  click.c writes only
+ * valid UTF-8 without control characters, but a reader checks the layout
+ * (ngx_http_shortlink_click_parse()) and trusts nothing else.
  */
 typedef struct {
     u_char                        event_id[16];
@@ -43,6 +48,19 @@ typedef struct {
     uint16_t                      ua_len;
     uint16_t                      referer_len;
 } ngx_http_shortlink_click_t;
+
+
+/* a record taken apart; the strings point into it */
+typedef struct {
+    ngx_http_shortlink_click_t   *click;
+    ngx_str_t                     code;
+    ngx_str_t                     ip;
+    ngx_str_t                     visitor;
+    ngx_str_t                     ua;
+    ngx_str_t                     referer;
+    u_char                       *fields;        /* nfields of them */
+    ngx_uint_t                    nfields;
+} ngx_http_shortlink_click_parts_t;
 
 
 typedef struct {
@@ -63,6 +81,11 @@ void ngx_http_shortlink_ids_init(ngx_http_shortlink_ids_t *ids,
     ngx_log_t *log);
 ngx_int_t ngx_http_shortlink_click_record(ngx_http_request_t *r,
     ngx_str_t *code);
+ngx_int_t ngx_http_shortlink_click_parse(u_char *rec, size_t len,
+    ngx_http_shortlink_click_parts_t *parts);
+ngx_int_t ngx_http_shortlink_click_valid(u_char *rec, size_t len);
+u_char *ngx_http_shortlink_click_next_field(u_char *p, ngx_str_t *name,
+    ngx_str_t *value);
 
 
 #endif /* _NGX_HTTP_SHORTLINK_CLICK_H_INCLUDED_ */

@@ -21,6 +21,20 @@
  * committed; if one fails the whole batch stays and is sent again later,
  * and the sub-batches that did commit then insert nothing (idempotency).
  *
+ * A batch PostgreSQL refuses for its data (SQLSTATE class 22 or 23,
+ * wherever it is raised: record_clicks() sets such clicks aside itself,
+ * but not what fails before it runs, such as binding the arrays) is
+ * halved in nginx, each half sent on its own, until the clicks refused
+ * one by one are found; each goes to shortlink.clicks_rejected through
+ * shortlink.reject_click() with its text made acceptable (any byte that is
+ * not valid UTF-8 or is a control character becomes \xNN), and one that
+ * cannot be filed either is counted as discarded and logged.  The rest of
+ * the batch is written, in the same flush: no click holds the queue.  A
+ * connection failure or a timeout keeps the whole batch for a retry.
+ *
+ * Retries back off in the queue's zone, shared by all workers: one
+ * attempt per wait across workers, not one per worker.
+ *
  * On graceful shutdown ("nginx -s quit", or the old workers of a reload) a
  * last flush is attempted within flush timeout=; what could not be written
  * is reported.  After a reload the new workers find the queue where the old
@@ -38,18 +52,18 @@
 #include "ngx_http_shortlink_flush.h"
 
 
-#define NGX_HTTP_SHORTLINK_FLUSH_COLUMNS      8
 #define NGX_HTTP_SHORTLINK_FLUSH_BACKOFF_MAX  30000
 
 /* a batch is split only into sub-batches of at least this many clicks */
 #define NGX_HTTP_SHORTLINK_FLUSH_PART_MIN     500
 
-
+/* one call: a range of the batch's clicks, or one click to file */
 typedef struct {
     ngx_http_shortlink_flush_t        *flush;
-    ngx_uint_t                         count;      /* clicks in it */
-    size_t                             len;        /* their framed bytes */
-} ngx_http_shortlink_flush_part_t;
+    ngx_uint_t                         lo;
+    ngx_uint_t                         hi;
+    unsigned                           reject:1;
+} ngx_http_shortlink_flush_job_t;
 
 
 struct ngx_http_shortlink_flush_s {
@@ -59,25 +73,31 @@ struct ngx_http_shortlink_flush_s {
     ngx_event_t                        deadline;   /* last flush at exit */
     ngx_connection_t                  *watcher;    /* notices the exit */
     ngx_http_shortlink_queue_batch_t   batch;
-    ngx_http_shortlink_flush_part_t   *parts;      /* flush.parallel */
-    u_char                            *part;       /* click -> its part */
+    ngx_pool_t                        *pool;       /* of this batch */
+    u_char                           **recs;       /* grouped by sub-batch */
+    ngx_uint_t                        *bounds;     /* sub-batch k: recs */
+    ngx_uint_t                         nparts;     /* [bounds[k], [k+1]) */
     ngx_uint_t                         max;        /* batch * parallel */
-    ngx_uint_t                         nparts;     /* of this batch */
-    ngx_uint_t                         pending;    /* parts in flight */
+    ngx_uint_t                         pending;    /* calls in flight */
     ngx_int_t                          rc;         /* NGX_ERROR: one failed */
-    ngx_uint_t                         failures;
     time_t                             error_logged;
+    time_t                             discard_logged;
     unsigned                           busy:1;
+    unsigned                           lost:1;     /* the lease, meanwhile */
     unsigned                           exiting:1;
 };
 
 
 static void ngx_http_shortlink_flush_handler(ngx_event_t *ev);
-static void ngx_http_shortlink_flush_split(ngx_http_shortlink_flush_t *f);
-static ngx_int_t ngx_http_shortlink_flush_send(
+static ngx_int_t ngx_http_shortlink_flush_split(
     ngx_http_shortlink_flush_t *f);
-static void ngx_http_shortlink_flush_part_done(void *data, PGresult *res,
+static ngx_int_t ngx_http_shortlink_flush_send(ngx_http_shortlink_flush_t *f,
+    ngx_uint_t lo, ngx_uint_t hi, ngx_uint_t reject, PGresult *res);
+static void ngx_http_shortlink_flush_job_done(void *data, PGresult *res,
     ngx_int_t rc);
+static ngx_uint_t ngx_http_shortlink_flush_refused(PGresult *res);
+static void ngx_http_shortlink_flush_discard(ngx_http_shortlink_flush_t *f,
+    ngx_http_shortlink_flush_job_t *job, PGresult *res);
 static void ngx_http_shortlink_flush_done(ngx_http_shortlink_flush_t *f,
     ngx_int_t rc);
 static ngx_msec_t ngx_http_shortlink_flush_age(
@@ -85,10 +105,6 @@ static ngx_msec_t ngx_http_shortlink_flush_age(
 static void ngx_http_shortlink_flush_idle(ngx_http_shortlink_flush_t *f);
 static void ngx_http_shortlink_flush_next(ngx_http_shortlink_flush_t *f,
     ngx_msec_t delay);
-static ngx_int_t ngx_http_shortlink_flush_params(
-    ngx_http_shortlink_flush_t *f, ngx_uint_t k, ngx_str_t *params);
-static u_char *ngx_http_shortlink_flush_quote(u_char *p, u_char *s,
-    size_t len);
 static void ngx_http_shortlink_flush_exit(ngx_event_t *ev);
 static void ngx_http_shortlink_flush_deadline(ngx_event_t *ev);
 
@@ -97,12 +113,14 @@ static const char  ngx_http_shortlink_flush_sql[] =
     "SELECT shortlink.record_clicks($1::uuid[], $2::bigint[], $3::text[],"
     " $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[])";
 
+static const char  ngx_http_shortlink_flush_reject_sql[] =
+    "SELECT shortlink.reject_click($1::jsonb, $2::text)";
+
 
 ngx_http_shortlink_flush_t *
 ngx_http_shortlink_flush_create(ngx_cycle_t *cycle,
     ngx_http_shortlink_main_conf_t *smcf)
 {
-    ngx_uint_t                   k;
     ngx_connection_t            *c;
     ngx_http_shortlink_flush_t  *f;
 
@@ -114,23 +132,6 @@ ngx_http_shortlink_flush_create(ngx_cycle_t *cycle,
     f->smcf = smcf;
     f->log = cycle->log;
     f->max = smcf->flush.batch * smcf->flush.parallel;
-
-    f->parts = ngx_pcalloc(cycle->pool, smcf->flush.parallel
-                                   * sizeof(ngx_http_shortlink_flush_part_t));
-    if (f->parts == NULL) {
-        return NULL;
-    }
-
-    for (k = 0; k < smcf->flush.parallel; k++) {
-        f->parts[k].flush = f;
-    }
-
-    if (smcf->flush.parallel > 1) {
-        f->part = ngx_palloc(cycle->pool, f->max);
-        if (f->part == NULL) {
-            return NULL;
-        }
-    }
 
     f->timer.handler = ngx_http_shortlink_flush_handler;
     f->timer.data = f;
@@ -193,6 +194,13 @@ ngx_http_shortlink_flush_destroy(ngx_http_shortlink_flush_t *f)
         f->batch.data = NULL;
     }
 
+    /* calls in flight are detached by the pool's destruction, next */
+
+    if (f->pool) {
+        ngx_destroy_pool(f->pool);
+        f->pool = NULL;
+    }
+
     ngx_http_shortlink_queue_release(f->smcf->queue);
 
     ngx_http_shortlink_queue_stats(f->smcf->queue, &st);
@@ -211,6 +219,8 @@ static void
 ngx_http_shortlink_flush_handler(ngx_event_t *ev)
 {
     ngx_int_t                        rc;
+    ngx_uint_t                       k;
+    ngx_msec_t                       wait;
     ngx_http_shortlink_flush_t      *f;
     ngx_http_shortlink_main_conf_t  *smcf;
 
@@ -221,187 +231,388 @@ ngx_http_shortlink_flush_handler(ngx_event_t *ev)
         return;
     }
 
-    /* one flusher at a time; the lease outlives a flush that hangs */
+    /*
+     * One flusher at a time; the lease outlives a call that hangs.  After
+     * a failure, whichever worker comes first waits for the shared
+     * backoff; a worker's last flush at exit does not.
+     */
 
-    if (ngx_http_shortlink_queue_lease(smcf->queue,
-                                       smcf->flush.timeout + 1000)
-        != NGX_OK)
-    {
+    rc = ngx_http_shortlink_queue_lease(smcf->queue,
+                                        smcf->flush.timeout + 1000,
+                                        !f->exiting, &wait);
+
+    if (rc == NGX_AGAIN) {
+        ngx_http_shortlink_flush_next(f, wait);
+        return;
+    }
+
+    if (rc != NGX_OK) {
         ngx_http_shortlink_flush_idle(f);
         return;
     }
 
     rc = ngx_http_shortlink_queue_peek(smcf->queue, f->max, &f->batch,
+                                       ngx_http_shortlink_click_valid,
                                        f->log);
 
-    if (rc == NGX_DECLINED) {
-        /* nothing queued */
+    if (rc != NGX_OK) {
+        /* nothing queued, the lease lost while copying, or no memory */
         ngx_http_shortlink_queue_release(smcf->queue);
         ngx_http_shortlink_flush_idle(f);
         return;
     }
 
-    if (rc == NGX_OK) {
-        ngx_http_shortlink_flush_split(f);
-        rc = ngx_http_shortlink_flush_send(f);
-    }
+    f->pending = 0;
+    f->rc = NGX_OK;
+    f->lost = 0;
+    f->busy = 1;
 
-    if (rc != NGX_OK && f->pending == 0) {
-        /* no memory, or PostgreSQL known to be down: later */
+    rc = ngx_http_shortlink_flush_split(f);
+
+    if (rc != NGX_OK) {
+        /* no memory: later */
         ngx_http_shortlink_flush_done(f, NGX_ERROR);
         return;
     }
 
-    /*
-     * On an error after some sub-batches were sent, the batch fails as a
-     * whole once those answered (f->rc is NGX_ERROR already).
-     */
+    /* every sub-batch is a range of f->recs: see split() */
+
+    for (k = 0; k < f->nparts; k++) {
+        if (f->bounds[k] == f->bounds[k + 1]) {
+            continue;
+        }
+
+        rc = ngx_http_shortlink_flush_send(f, f->bounds[k], f->bounds[k + 1],
+                                           0, NULL);
+
+        if (rc != NGX_OK) {
+            /* no memory, PostgreSQL known to be down, or the lease lost */
+            f->rc = NGX_ERROR;
+            break;
+        }
+    }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
                    "shortlink flush: sending %ui clicks in %ui parts",
                    f->batch.count, f->pending);
 
-    f->busy = 1;
+    if (f->pending == 0) {
+        ngx_http_shortlink_flush_done(f, f->lost ? NGX_DECLINED : NGX_ERROR);
+    }
 }
 
 
 /*
- * How many sub-batches the batch becomes, and which click goes into
- * which: by a hash of the code, so that all clicks of one code are in one
- * sub-batch.  Enough sub-batches for about batch= clicks each (more when
- * a few codes have most clicks), as many as parallel= allows down to 500
- * clicks each; small batches are not split.
+ * The batch's records in f->recs, grouped into sub-batches: by a hash of
+ * the code, so that all clicks of one code are in one sub-batch.  Enough
+ * sub-batches for about batch= clicks each (more when a few codes have
+ * most clicks), as many as parallel= allows down to 500 clicks each;
+ * small batches are not split.  Sub-batch k is recs[bounds[k]] up to
+ * recs[bounds[k + 1]], in queue order.
  */
 
-static void
+static ngx_int_t
 ngx_http_shortlink_flush_split(ngx_http_shortlink_flush_t *f)
 {
-    u_char                      *pos, *next, *rec;
-    size_t                       len;
-    ngx_uint_t                   i, k, n, need;
-    ngx_http_shortlink_click_t  *click;
+    u_char                            *pos, *next, *rec, *part;
+    size_t                             len;
+    ngx_uint_t                         i, k, n, need, count;
+    ngx_uint_t                        *at;
+    ngx_http_shortlink_click_parts_t   parts;
+
+    count = f->batch.count;
 
     n = ngx_min(f->smcf->flush.parallel,
-                f->batch.count / NGX_HTTP_SHORTLINK_FLUSH_PART_MIN);
+                count / NGX_HTTP_SHORTLINK_FLUSH_PART_MIN);
 
     /* the batch holds at most f->max clicks: need <= parallel */
-    need = (f->batch.count + f->smcf->flush.batch - 1) / f->smcf->flush.batch;
+    need = (count + f->smcf->flush.batch - 1) / f->smcf->flush.batch;
 
     if (n < need) {
         n = need;
     }
 
-    if (n < 2) {
-        f->nparts = 1;
-        f->parts[0].count = f->batch.count;
-        f->parts[0].len = f->batch.len;
-        return;
+    if (n < 1) {
+        n = 1;
+    }
+
+    f->pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, f->log);
+    if (f->pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    f->recs = ngx_palloc(f->pool, count * sizeof(u_char *));
+    f->bounds = ngx_pcalloc(f->pool, (n + 1) * sizeof(ngx_uint_t));
+    at = ngx_pcalloc(f->pool, (n + 1) * sizeof(ngx_uint_t));
+    part = ngx_palloc(f->pool, count);
+
+    if (f->recs == NULL || f->bounds == NULL || at == NULL || part == NULL) {
+        return NGX_ERROR;
     }
 
     f->nparts = n;
 
-    for (k = 0; k < n; k++) {
-        f->parts[k].count = 0;
-        f->parts[k].len = 0;
-    }
+    /* which sub-batch each click goes to, and how many each gets */
 
     i = 0;
     pos = f->batch.data;
 
-    while ((next = ngx_http_shortlink_queue_next(&f->batch, pos, &rec, &len))
-           != NULL)
+    while (i < count
+           && (next = ngx_http_shortlink_queue_next(&f->batch, pos, &rec,
+                                                    &len))
+              != NULL)
     {
-        click = (ngx_http_shortlink_click_t *) rec;
+        k = 0;
 
-        k = ngx_murmur_hash2(rec + sizeof(ngx_http_shortlink_click_t),
-                             click->code_len) % n;
+        if (n > 1
+            && ngx_http_shortlink_click_parse(rec, len, &parts) == NGX_OK)
+        {
+            k = ngx_murmur_hash2(parts.code.data, parts.code.len) % n;
+        }
 
-        f->part[i++] = (u_char) k;
-        f->parts[k].count++;
-        f->parts[k].len += next - pos;
+        part[i] = (u_char) k;
+        f->bounds[k + 1]++;
+        f->recs[i++] = rec;
 
         pos = next;
     }
-}
 
+    if (i != count) {
+        /* peek checked every record: never; but never commit unsent ones */
+        ngx_log_error(NGX_LOG_ALERT, f->log, 0,
+                      "shortlink: click batch holds %ui of its %ui records",
+                      i, count);
+        return NGX_ERROR;
+    }
 
-/* every non-empty sub-batch as one call of record_clicks() */
+    for (k = 0; k < n; k++) {
+        f->bounds[k + 1] += f->bounds[k];
+        at[k] = f->bounds[k];
+    }
 
-static ngx_int_t
-ngx_http_shortlink_flush_send(ngx_http_shortlink_flush_t *f)
-{
-    ngx_int_t                        rc;
-    ngx_str_t                        params[NGX_HTTP_SHORTLINK_FLUSH_COLUMNS];
-    ngx_uint_t                       k;
-    ngx_http_shortlink_main_conf_t  *smcf;
+    if (n > 1) {
+        /* grouped, each group in queue order */
 
-    smcf = f->smcf;
+        pos = f->batch.data;
 
-    f->pending = 0;
-    f->rc = NGX_OK;
-
-    for (k = 0; k < f->nparts; k++) {
-
-        if (f->parts[k].count == 0) {
-            continue;
+        for (i = 0; i < count; i++) {
+            next = ngx_http_shortlink_queue_next(&f->batch, pos, &rec, &len);
+            f->recs[at[part[i]]++] = rec;
+            pos = next;
         }
-
-        rc = ngx_http_shortlink_flush_params(f, k, params);
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_shortlink_pg_exec(smcf->worker->pg,
-                                            ngx_http_shortlink_flush_sql,
-                                            NGX_HTTP_SHORTLINK_FLUSH_COLUMNS,
-                                            params, smcf->flush.timeout,
-                                            ngx_http_shortlink_flush_part_done,
-                                            &f->parts[k], NULL);
-
-            /* the parameters were copied */
-            ngx_free(params[0].data);
-        }
-
-        if (rc != NGX_OK) {
-            f->rc = NGX_ERROR;
-            return NGX_ERROR;
-        }
-
-        f->pending++;
     }
 
     return NGX_OK;
 }
 
 
-/* PostgreSQL answered a sub-batch (or could not be asked) */
+/*
+ * One call: clicks lo..hi-1 of f->recs to record_clicks(), or (reject)
+ * click lo to reject_click() with the reason in res.  NGX_OK when sent.
+ */
 
-static void
-ngx_http_shortlink_flush_part_done(void *data, PGresult *res, ngx_int_t rc)
+static ngx_int_t
+ngx_http_shortlink_flush_send(ngx_http_shortlink_flush_t *f, ngx_uint_t lo,
+    ngx_uint_t hi, ngx_uint_t reject, PGresult *res)
 {
-    ngx_http_shortlink_flush_part_t  *part = data;
+    ngx_int_t                         rc;
+    ngx_str_t                         params[NGX_HTTP_SHORTLINK_FLUSH_COLUMNS];
+    ngx_http_shortlink_flush_job_t   *job;
+    ngx_http_shortlink_main_conf_t   *smcf;
 
-    ngx_http_shortlink_flush_t  *f;
+    smcf = f->smcf;
 
-    f = part->flush;
+    /* a flush may take several rounds of calls: the lease must last */
 
-    if (rc != NGX_OK) {
-        f->rc = NGX_ERROR;
+    if (ngx_http_shortlink_queue_renew(smcf->queue, smcf->flush.timeout + 1000)
+        != NGX_OK)
+    {
+        f->lost = 1;
+        return NGX_DECLINED;
     }
 
-    if (f->pending == 0 || --f->pending) {
+    job = ngx_palloc(f->pool, sizeof(ngx_http_shortlink_flush_job_t));
+    if (job == NULL) {
+        return NGX_ERROR;
+    }
+
+    job->flush = f;
+    job->lo = lo;
+    job->hi = hi;
+    job->reject = reject;
+
+    if (reject) {
+        rc = ngx_http_shortlink_flush_reject_params(f->recs[lo],
+                 (u_char *) PQresultErrorField(res, PG_DIAG_SQLSTATE),
+                 (u_char *) PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+                 params, f->log);
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_shortlink_pg_exec(smcf->worker->pg,
+                                        ngx_http_shortlink_flush_reject_sql,
+                                        2, params, smcf->flush.timeout,
+                                        ngx_http_shortlink_flush_job_done,
+                                        job, NULL);
+
+    } else {
+        rc = ngx_http_shortlink_flush_params(f->recs + lo, hi - lo, params,
+                                             f->log);
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_shortlink_pg_exec(smcf->worker->pg,
+                                        ngx_http_shortlink_flush_sql,
+                                        NGX_HTTP_SHORTLINK_FLUSH_COLUMNS,
+                                        params, smcf->flush.timeout,
+                                        ngx_http_shortlink_flush_job_done,
+                                        job, NULL);
+    }
+
+    /* the parameters were copied */
+    ngx_free(params[0].data);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    f->pending++;
+
+    return NGX_OK;
+}
+
+
+/*
+ * PostgreSQL answered a call (or could not be asked).  A range refused for
+ * its data is halved, each half sent again; a click refused alone is
+ * filed; one that cannot be filed either is discarded.  Anything else
+ * (res == NULL: no connection or a timeout; another SQL error) fails the
+ * batch, which stays in the queue.
+ */
+
+static void
+ngx_http_shortlink_flush_job_done(void *data, PGresult *res, ngx_int_t rc)
+{
+    ngx_http_shortlink_flush_job_t  *job = data;
+
+    ngx_uint_t                       mid;
+    ngx_http_shortlink_metrics_t    *m;
+    ngx_http_shortlink_flush_t      *f;
+
+    f = job->flush;
+
+    if (f->pending) {
+        f->pending--;
+    }
+
+    m = ngx_http_shortlink_metrics_get(f->smcf->metrics);
+
+    if (rc == NGX_OK) {
+        if (job->reject) {
+            ngx_http_shortlink_metric_add(m, clicks_rejected, 1);
+        }
+
+    } else if (job->reject && res != NULL) {
+        /* even filing it failed: PostgreSQL will never take this click */
+        ngx_http_shortlink_flush_discard(f, job, res);
+
+    } else if (!ngx_http_shortlink_flush_refused(res)) {
+        f->rc = NGX_ERROR;
+
+    } else if (f->rc == NGX_OK && !f->lost) {
+
+        if (job->hi - job->lo == 1) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                           "shortlink flush: click %ui refused, filing it",
+                           job->lo);
+
+            rc = ngx_http_shortlink_flush_send(f, job->lo, job->hi, 1, res);
+
+        } else {
+            mid = job->lo + (job->hi - job->lo) / 2;
+
+            ngx_log_debug3(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                           "shortlink flush: clicks %ui-%ui refused, "
+                           "halved at %ui", job->lo, job->hi, mid);
+
+            rc = ngx_http_shortlink_flush_send(f, job->lo, mid, 0, NULL);
+
+            if (rc == NGX_OK) {
+                rc = ngx_http_shortlink_flush_send(f, mid, job->hi, 0, NULL);
+            }
+        }
+
+        if (rc != NGX_OK) {
+            f->rc = NGX_ERROR;
+        }
+    }
+
+    if (f->pending) {
         /* others are still in flight */
         return;
     }
 
-    ngx_http_shortlink_flush_done(f, f->rc);
+    ngx_http_shortlink_flush_done(f, f->lost ? NGX_DECLINED : f->rc);
 }
 
 
-/* every sub-batch answered (or the batch could not be sent) */
+/* an SQL error about the data: SQLSTATE class 22 or 23 */
+
+static ngx_uint_t
+ngx_http_shortlink_flush_refused(PGresult *res)
+{
+    char  *state;
+
+    if (res == NULL) {
+        return 0;
+    }
+
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    return state != NULL
+           && state[0] == '2' && (state[1] == '2' || state[1] == '3');
+}
+
+
+static void
+ngx_http_shortlink_flush_discard(ngx_http_shortlink_flush_t *f,
+    ngx_http_shortlink_flush_job_t *job, PGresult *res)
+{
+    char                           *state, *msg;
+    ngx_http_shortlink_metrics_t   *m;
+    ngx_http_shortlink_click_t     *click;
+
+    m = ngx_http_shortlink_metrics_get(f->smcf->metrics);
+    ngx_http_shortlink_metric_add(m, clicks_discarded, 1);
+
+    if (f->discard_logged == ngx_time()) {
+        return;
+    }
+
+    f->discard_logged = ngx_time();
+
+    click = (ngx_http_shortlink_click_t *) f->recs[job->lo];
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+    ngx_log_error(NGX_LOG_WARN, f->log, 0,
+                  "shortlink: a click PostgreSQL refused could not be filed "
+                  "in shortlink.clicks_rejected either (SQLSTATE %s: %s), "
+                  "discarded (event id %*xs...)",
+                  state ? state : "none", msg ? msg : "no message",
+                  (size_t) 8, click->event_id);
+}
+
+
+/* every call answered (or the batch could not be sent) */
 
 static void
 ngx_http_shortlink_flush_done(ngx_http_shortlink_flush_t *f, ngx_int_t rc)
 {
-    ngx_uint_t                       full;
+    ngx_int_t                        crc;
+    ngx_uint_t                       full, n;
     ngx_msec_t                       delay;
     ngx_http_shortlink_metrics_t    *m;
     ngx_http_shortlink_main_conf_t  *smcf;
@@ -415,31 +626,50 @@ ngx_http_shortlink_flush_done(ngx_http_shortlink_flush_t *f, ngx_int_t rc)
     }
 
     m = ngx_http_shortlink_metrics_get(smcf->metrics);
+    full = 0;
+    delay = smcf->flush.interval;
+
+    if (rc == NGX_ERROR
+        && ngx_http_shortlink_queue_renew(smcf->queue,
+                                          smcf->flush.timeout + 1000)
+           != NGX_OK)
+    {
+        /* a late failure: the new owner's flushes decide on backoff */
+        rc = NGX_DECLINED;
+    }
 
     if (rc == NGX_OK) {
-        ngx_http_shortlink_queue_commit(smcf->queue, &f->batch);
+        crc = ngx_http_shortlink_queue_commit(smcf->queue, &f->batch, f->log);
 
-        if (m) {
-            (void) ngx_atomic_fetch_add(&m->flush_batches, 1);
-            m->flush_lag_msec = ngx_http_shortlink_flush_age(f);
+        if (crc == NGX_OK) {
+            if (m) {
+                (void) ngx_atomic_fetch_add(&m->flush_batches, 1);
+                m->flush_lag_msec = ngx_http_shortlink_flush_age(f);
+            }
+
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                           "shortlink flush: %ui clicks committed, the "
+                           "oldest after %M ms", f->batch.count,
+                           ngx_http_shortlink_flush_age(f));
+
+            if (ngx_http_shortlink_queue_succeeded(smcf->queue)) {
+                ngx_log_error(NGX_LOG_NOTICE, f->log, 0,
+                              "shortlink: clicks are written again");
+            }
+
+            full = (f->batch.count == f->max);
+            delay = full ? 1 : smcf->flush.interval;
         }
 
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
-                       "shortlink flush: %ui clicks committed, the oldest "
-                       "after %M ms", f->batch.count,
-                       ngx_http_shortlink_flush_age(f));
-
-        if (f->failures) {
-            ngx_log_error(NGX_LOG_NOTICE, f->log, 0,
-                          "shortlink: clicks are written again");
-        }
-
-        f->failures = 0;
-        full = (f->batch.count == f->max);
-        delay = full ? 1 : smcf->flush.interval;
+    } else if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_NOTICE, f->log, 0,
+                      "shortlink: flush lease lost during a flush of %ui "
+                      "clicks; the new owner sends them",
+                      f->batch.count);
 
     } else {
-        f->failures++;
+        n = ngx_http_shortlink_queue_failed(smcf->queue, smcf->flush.interval,
+                                      NGX_HTTP_SHORTLINK_FLUSH_BACKOFF_MAX);
 
         ngx_http_shortlink_metric_add(m, flush_failures, 1);
 
@@ -451,14 +681,19 @@ ngx_http_shortlink_flush_done(ngx_http_shortlink_flush_t *f, ngx_int_t rc)
                           f->batch.count);
         }
 
-        full = 0;
-        delay = ngx_min(smcf->flush.interval
-                        << ngx_min(f->failures - 1, 5),
+        delay = ngx_min(smcf->flush.interval << ngx_min(n - 1, 5),
                         NGX_HTTP_SHORTLINK_FLUSH_BACKOFF_MAX);
     }
 
     ngx_free(f->batch.data);
     ngx_memzero(&f->batch, sizeof(ngx_http_shortlink_queue_batch_t));
+
+    if (f->pool) {
+        ngx_destroy_pool(f->pool);
+        f->pool = NULL;
+        f->recs = NULL;
+        f->bounds = NULL;
+    }
 
     if (f->exiting) {
         if (rc != NGX_OK || !full) {
@@ -530,202 +765,6 @@ ngx_http_shortlink_flush_next(ngx_http_shortlink_flush_t *f,
     }
 
     ngx_add_timer(&f->timer, delay);
-}
-
-
-/*
- * The batch as eight PostgreSQL array literals, one per parameter of
- * shortlink.record_clicks(), in its order: event ids, times, codes, IPs,
- * user agents, referers, visitor ids, extra fields.  All eight live in
- * one allocation, freed by the caller through params[0].data.
- */
-
-static ngx_int_t
-ngx_http_shortlink_flush_params(ngx_http_shortlink_flush_t *f, ngx_uint_t k,
-    ngx_str_t *params)
-{
-    u_char                            *p, *pos, *rec, *data, *buf, *fld;
-    u_char                            *col[NGX_HTTP_SHORTLINK_FLUSH_COLUMNS];
-    size_t                             len, size, flen;
-    ngx_uint_t                         i, j, n, idx, count;
-    ngx_http_shortlink_click_t        *click;
-    ngx_http_shortlink_click_field_t  *field;
-
-    /* the worst case: every byte escaped, plus quotes and separators */
-
-    count = f->parts[k].count;
-
-    size = NGX_HTTP_SHORTLINK_FLUSH_COLUMNS * 2
-           + count * (NGX_HTTP_SHORTLINK_FLUSH_COLUMNS * 8
-                      + sizeof("00000000-0000-0000-0000-000000000000")
-                      + NGX_INT64_LEN)
-           + f->parts[k].len * 4
-           + count * (f->smcf->fields_overhead + 4);
-
-    buf = ngx_alloc(size, f->log);
-    if (buf == NULL) {
-        return NGX_ERROR;
-    }
-
-    /* each column gets its share of the buffer, bounded by size */
-
-    p = buf;
-
-    for (i = 0; i < NGX_HTTP_SHORTLINK_FLUSH_COLUMNS; i++) {
-        col[i] = p;
-        params[i].data = p;
-        *p++ = '{';
-
-        n = 0;
-        idx = 0;
-        pos = f->batch.data;
-
-        while ((pos = ngx_http_shortlink_queue_next(&f->batch, pos, &rec,
-                                                    &len))
-               != NULL)
-        {
-            if (f->nparts > 1 && f->part[idx++] != k) {
-                /* another sub-batch's click */
-                continue;
-            }
-
-            click = (ngx_http_shortlink_click_t *) rec;
-            data = rec + sizeof(ngx_http_shortlink_click_t);
-
-            if (n++) {
-                *p++ = ',';
-            }
-
-            switch (i) {
-
-            case 0: /* event id as a uuid: 8-4-4-4-12 hex digits */
-                p = ngx_hex_dump(p, click->event_id, 4);
-                *p++ = '-';
-                p = ngx_hex_dump(p, click->event_id + 4, 2);
-                *p++ = '-';
-                p = ngx_hex_dump(p, click->event_id + 6, 2);
-                *p++ = '-';
-                p = ngx_hex_dump(p, click->event_id + 8, 2);
-                *p++ = '-';
-                p = ngx_hex_dump(p, click->event_id + 10, 6);
-                break;
-
-            case 1: /* Unix time in milliseconds */
-                p = ngx_sprintf(p, "%L", click->msec);
-                break;
-
-            case 2: /* code */
-                p = ngx_http_shortlink_flush_quote(p, data, click->code_len);
-                break;
-
-            case 3: /* ip */
-                data += click->code_len;
-                p = ngx_http_shortlink_flush_quote(p, data, click->ip_len);
-                break;
-
-            case 4: /* user agent */
-                data += click->code_len + click->ip_len + click->visitor_len;
-                p = ngx_http_shortlink_flush_quote(p, data, click->ua_len);
-                break;
-
-            case 5: /* referer */
-                data += click->code_len + click->ip_len + click->visitor_len
-                        + click->ua_len;
-                p = ngx_http_shortlink_flush_quote(p, data,
-                                                   click->referer_len);
-                break;
-
-            case 6: /* visitor id */
-                data += click->code_len + click->ip_len;
-                p = ngx_http_shortlink_flush_quote(p, data,
-                                                   click->visitor_len);
-                break;
-
-            default: /* extra fields, as a JSON object inside a string */
-                data += click->code_len + click->ip_len + click->visitor_len
-                        + click->ua_len + click->referer_len;
-
-                if (click->nfields == 0 || f->smcf->fields == NULL) {
-                    p = ngx_cpymem(p, "NULL", 4);
-                    break;
-                }
-
-                field = f->smcf->fields->elts;
-                *p++ = '"';
-                *p++ = '{';
-
-                for (j = 0; j < click->nfields
-                            && j < f->smcf->fields->nelts; j++)
-                {
-                    flen = *(uint16_t *) data;
-                    fld = data + 2;
-                    data += 2 + flen;
-
-                    if (j) {
-                        *p++ = ',';
-                    }
-
-                    /* "name":"value", escaped for JSON, then for the array */
-                    p = ngx_cpymem(p, "\\\"", 2);
-                    p = ngx_cpymem(p, field[j].name.data, field[j].name.len);
-                    p = ngx_cpymem(p, "\\\":\\\"", 5);
-
-                    for ( /* void */ ; flen; flen--, fld++) {
-                        if (*fld == '"' || *fld == '\\') {
-                            /* \" or \\ in JSON, each backslash doubled */
-                            *p++ = '\\';
-                            *p++ = '\\';
-                            *p++ = '\\';
-                        }
-
-                        *p++ = *fld;
-                    }
-
-                    p = ngx_cpymem(p, "\\\"", 2);
-                }
-
-                *p++ = '}';
-                *p++ = '"';
-            }
-        }
-
-        *p++ = '}';
-        params[i].len = p - col[i];
-    }
-
-    if ((size_t) (p - buf) > size) {
-        ngx_log_error(NGX_LOG_ALERT, f->log, 0,
-                      "shortlink: click batch overflowed its buffer");
-        ngx_free(buf);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/* an array element: NULL when empty, else quoted with " and \ escaped */
-
-static u_char *
-ngx_http_shortlink_flush_quote(u_char *p, u_char *s, size_t len)
-{
-    if (len == 0) {
-        return ngx_cpymem(p, "NULL", 4);
-    }
-
-    *p++ = '"';
-
-    while (len--) {
-        if (*s == '"' || *s == '\\') {
-            *p++ = '\\';
-        }
-
-        *p++ = *s++;
-    }
-
-    *p++ = '"';
-
-    return p;
 }
 
 

@@ -506,6 +506,8 @@ ngx_http_shortlink_metrics_handler(ngx_http_request_t *r)
                 "shortlink_clicks_total{state=\"enqueued\"} %uL\n"
                 "shortlink_clicks_total{state=\"flushed\"} %uL\n"
                 "shortlink_clicks_total{state=\"dropped\"} %uL\n"
+                "shortlink_clicks_total{state=\"rejected\"} %uA\n"
+                "shortlink_clicks_total{state=\"discarded\"} %uA\n"
                 "# HELP shortlink_click_queue_clicks Clicks waiting in the "
                 "queue.\n"
                 "# TYPE shortlink_click_queue_clicks gauge\n"
@@ -524,7 +526,8 @@ ngx_http_shortlink_metrics_handler(ngx_http_request_t *r)
                 "of the last committed batch when it was committed.\n"
                 "# TYPE shortlink_flush_lag_seconds gauge\n"
                 "shortlink_flush_lag_seconds %uA.%03uA\n",
-                qs.enqueued, qs.flushed, qs.dropped, qs.queued, qs.used,
+                qs.enqueued, qs.flushed, qs.dropped, m->clicks_rejected,
+                m->clicks_discarded, qs.queued, qs.used,
                 qs.size, m->flush_batches, m->flush_failures,
                 m->flush_lag_msec / 1000, m->flush_lag_msec % 1000);
     }

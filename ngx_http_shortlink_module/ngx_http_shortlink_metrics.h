@@ -50,6 +50,8 @@ typedef struct {
     ngx_atomic_t  flush_batches;
     ngx_atomic_t  flush_failures;
     ngx_atomic_t  flush_lag_msec;
+    ngx_atomic_t  clicks_rejected;      /* refused, filed by the flusher */
+    ngx_atomic_t  clicks_discarded;     /* refused, could not be filed */
     ngx_atomic_t  code_collisions;
     ngx_http_shortlink_metrics_worker_t  workers[NGX_HTTP_SHORTLINK_M_WORKERS];
 } ngx_http_shortlink_metrics_t;
