@@ -17,6 +17,7 @@
 #include "ngx_http_shortlink_click.h"
 #include "ngx_http_shortlink_queue.h"
 #include "ngx_http_shortlink_flush.h"
+#include "ngx_http_shortlink_utf8.h"
 
 
 /* array punctuation of a click, beyond its bytes (each at most 4 once
@@ -35,7 +36,6 @@ static u_char *ngx_http_shortlink_flush_quote(u_char *p, u_char *s,
     size_t len);
 static u_char *ngx_http_shortlink_flush_text(u_char *p, u_char *s,
     size_t len, ngx_uint_t json);
-static size_t ngx_http_shortlink_flush_utf8(u_char *p, u_char *last);
 
 
 /*
@@ -329,8 +329,8 @@ static u_char *
 ngx_http_shortlink_flush_text(u_char *p, u_char *s, size_t len,
     ngx_uint_t json)
 {
-    size_t   n;
-    u_char  *last;
+    u_char    *last, *next;
+    uint32_t   ch;
 
     static u_char  hex[] = "0123456789abcdef";
 
@@ -350,10 +350,11 @@ ngx_http_shortlink_flush_text(u_char *p, u_char *s, size_t len,
             continue;
         }
 
-        n = ngx_http_shortlink_flush_utf8(s, last);
+        next = s;
+        ch = ngx_http_shortlink_utf8_next(&next, last);
 
-        if (n == 0 || *s < 0x20 || *s == 0x7f || *s == '\\'
-            || (n == 2 && *s == 0xc2 && s[1] < 0xa0))
+        if (ch == NGX_HTTP_SHORTLINK_UTF8_INVALID
+            || ch < 0x20 || (ch >= 0x7f && ch < 0xa0) || ch == '\\')
         {
             /* \xNN, its backslash escaped in JSON */
             *p++ = '\\';
@@ -373,68 +374,10 @@ ngx_http_shortlink_flush_text(u_char *p, u_char *s, size_t len,
             *p++ = '\\';
         }
 
-        while (n--) {
+        while (s < next) {
             *p++ = *s++;
         }
     }
 
     return p;
-}
-
-
-/*
- * The length of the UTF-8 character at p (RFC 3629: shortest form, no
- * surrogates, nothing above U+10FFFF), 0 if the bytes are not one.
- */
-
-static size_t
-ngx_http_shortlink_flush_utf8(u_char *p, u_char *last)
-{
-    size_t  n, i;
-    u_char  lo, hi;
-
-    lo = 0x80;
-    hi = 0xbf;
-
-    if (p[0] < 0x80) {
-        return 1;
-
-    } else if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-        n = 2;
-
-    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-        n = 3;
-
-        if (p[0] == 0xe0) {
-            lo = 0xa0;
-
-        } else if (p[0] == 0xed) {
-            hi = 0x9f;
-        }
-
-    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        n = 4;
-
-        if (p[0] == 0xf0) {
-            lo = 0x90;
-
-        } else if (p[0] == 0xf4) {
-            hi = 0x8f;
-        }
-
-    } else {
-        return 0;
-    }
-
-    if ((size_t) (last - p) < n || p[1] < lo || p[1] > hi) {
-        return 0;
-    }
-
-    for (i = 2; i < n; i++) {
-        if (p[i] < 0x80 || p[i] > 0xbf) {
-            return 0;
-        }
-    }
-
-    return n;
 }
