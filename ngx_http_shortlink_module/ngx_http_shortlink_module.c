@@ -1096,9 +1096,6 @@ ngx_http_shortlink_click_field(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    /* JSON punctuation around the name and value, escaped for an array */
-    smcf->fields_overhead += field->name.len + 16;
-
     return NGX_CONF_OK;
 
 invalid:

@@ -57,7 +57,6 @@ typedef struct {
     ngx_shm_zone_t                   *queue;       /* NULL: no clicks */
     ngx_http_shortlink_flush_conf_t   flush;
     ngx_array_t                      *fields;      /* click_field_t */
-    size_t                            fields_overhead;
     ngx_shm_zone_t                   *metrics;
     ngx_flag_t                        used;        /* a location has it */
     ngx_http_shortlink_worker_t      *worker;
