@@ -32,7 +32,7 @@ PACKAGES=(
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
     libtext-diff-perl liburi-perl libwww-perl libhttp-message-perl
     libipc-run-perl
-    curl wrk valgrind procps iproute2
+    curl wrk valgrind gdb procps iproute2
 )
 
 log() { printf '>>> %s\n' "$*" >&2; }
