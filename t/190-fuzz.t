@@ -28,7 +28,7 @@ add_block_preprocessor(sub {
     my $block = shift;
     $block->set_value("http_config", <<'_EOC_');
     shortlink_postgres "$TEST_NGINX_PG_DSN";
-    shortlink_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    shortlink_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=2s;
     shortlink_zone links:1m;
     shortlink_bloom capacity=10000;
     shortlink_queue clicks:4m;
