@@ -443,6 +443,7 @@ ngx_http_shortlink_api_params(ngx_http_request_t *r, ngx_str_t *params,
 {
     u_char                    *p;
     size_t                     len, skip;
+    ngx_str_t                  port;
     ngx_uint_t                 i;
     ngx_buf_t                 *b;
     ngx_chain_t               *cl;
@@ -531,19 +532,46 @@ ngx_http_shortlink_api_params(ngx_http_request_t *r, ngx_str_t *params,
         params[4].len = auth->value.len - (sizeof("Bearer ") - 1);
     }
 
-    /* the base of short URLs: this request's scheme and host */
+    /*
+     * The base of short URLs: this request's scheme, host and port.
+     * nginx's validated host has no port; the port is taken from Host:
+     * only when that is exactly the host, ':' and 1-5 digits.
+     */
+
+    port.len = 0;
+    port.data = NULL;
+
+    if (r->headers_in.host) {
+        port = r->headers_in.host->value;
+
+        for (i = port.len; i && port.data[i - 1] >= '0'
+                             && port.data[i - 1] <= '9'; i--)
+        { /* void */ }
+
+        if (port.len - i >= 1 && port.len - i <= 5
+            && i == r->headers_in.server.len + 1
+            && port.data[i - 1] == ':')
+        {
+            port.data += i - 1;
+            port.len -= i - 1;
+
+        } else {
+            port.len = 0;
+        }
+    }
 
     params[5].data = ngx_pnalloc(r->pool, sizeof("https://") - 1
-                                          + r->headers_in.server.len);
+                                          + r->headers_in.server.len
+                                          + port.len);
     if (params[5].data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    params[5].len = ngx_sprintf(params[5].data, "%s://%V",
+    params[5].len = ngx_sprintf(params[5].data, "%s://%V%V",
 #if (NGX_HTTP_SSL)
                                 r->connection->ssl ? "https" :
 #endif
-                                "http", &r->headers_in.server)
+                                "http", &r->headers_in.server, &port)
                     - params[5].data;
 
     /*

@@ -2,8 +2,9 @@
 # path (raw and percent-encoded), the query string, the body, the bearer
 # key and the Host header.  Each is the client's mistake: a 400
 # problem+json, nothing logged above info, no backend error counted,
-# nothing changed.  And only <location>/health is the health check: a
-# link coded "health" can be read like any other.
+# nothing changed.  Only <location>/health is the health check: a link
+# coded "health" can be read like any other.  And short URLs keep the
+# port the client used.
 
 BEGIN { $ENV{TEST_NGINX_FORCE_RESTART_ON_TEST} = 0 }
 
@@ -12,7 +13,8 @@ use lib 't/lib';
 use ShortlinkTest;
 
 sql(q{
-    DELETE FROM shortlink.links WHERE code IN ('health', 'u8ok');
+    DELETE FROM shortlink.links WHERE code IN ('health', 'u8ok')
+                                   OR code LIKE 'u8port%';
     INSERT INTO shortlink.links (code, url)
          VALUES ('health', 'https://example.com/health');
 });
@@ -114,3 +116,19 @@ __DATA__
 ['"code"\s*:\s*"health"', '']
 --- response_headers eval
 ["Content-Type: application/json", "Location: https://example.com/health"]
+
+
+
+=== TEST 4: short_url keeps the Host's port, and only a port
+--- request eval
+[map { "POST /_api/links\n{\"url\": \"https://example.com/p\", \"code\": \"u8port$_\"}" } 1 .. 4]
+--- more_headers eval
+[map { "$::auth\nContent-Type: application/json\nHost: $_" }
+     ("short.example:8443", "short.example", "[::1]:8080", "short.example:")]
+--- error_code eval
+[(201) x 4]
+--- response_body_like eval
+['"short_url"\s*:\s*"http://short\.example:8443/u8port1"',
+ '"short_url"\s*:\s*"http://short\.example/u8port2"',
+ '"short_url"\s*:\s*"http://\[::1\]:8080/u8port3"',
+ '"short_url"\s*:\s*"http://short\.example/u8port4"']
