@@ -88,23 +88,29 @@ WITH link (code, clicks) AS (
     date_bin('1 hour', now(), timestamptz '1970-01-01 00:00:00+00')
         AS this_hour
 ), click AS (
-    SELECT l.code, p.*,
+    -- twice as many candidates as needed: those after the start of the
+    -- current hour are left out below
+    SELECT l.code, l.clicks, p.*,
            -- visitor number: a few come back often, most once or twice
            floor(power(random(), 2) * (l.clicks / 3))::int AS v,
-           -- a day of the last 14, more recent ones more often
+           -- a day of the last 14, recent ones more often, at an hour of
+           -- the day, daytime more often
            date_bin('24 hours', p.this_hour, timestamptz '1970-01-01 00:00:00+00')
-               - floor(power(random(), 1.5) * 14) * interval '24 hours'
+               - floor(power(random(), 1.2) * 14) * interval '24 hours'
                + p.hours[1 + floor(random() * cardinality(p.hours))::int]
                      * interval '1 hour'
                + random() * interval '1 hour' AS t,
            random() AS r,
            random() < 0.05 AS dnt
       FROM link l
-     CROSS JOIN generate_series(1, l.clicks)
+     CROSS JOIN generate_series(1, 2 * l.clicks)
      CROSS JOIN pick p
+), kept AS (
+    SELECT *, row_number() OVER (PARTITION BY code) AS n
+      FROM click
+     WHERE t < this_hour
 ), sample AS (
-    SELECT code,
-           CASE WHEN t >= this_hour THEN t - interval '24 hours' ELSE t END AS t,
+    SELECT code, t,
            -- a visitor keeps their browser, country and network
            uas[1 + (v * 7 + length(code)) % cardinality(uas)] AS ua,
            refs[1 + floor(r * cardinality(refs))::int] AS ref,
@@ -115,7 +121,8 @@ WITH link (code, clicks) AS (
            -- 1 in 20 sends DNT: counted, but without a visitor id
            CASE WHEN NOT dnt THEN md5('demo visitor ' || code || v) END
                AS visitor
-      FROM click
+      FROM kept
+     WHERE n <= clicks
 )
 SELECT shortlink.record_clicks(
            array_agg(gen_random_uuid()),
