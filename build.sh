@@ -455,6 +455,7 @@ Prometheus metrics, and health:
   curl -s $base/_links/health
 
 The database:  psql "$SHORTLINK_DSN"
+nginx.conf:    $RUN_DIR/nginx/conf/nginx.conf
 Logs:          $RUN_DIR/nginx/logs/
 Press Ctrl-C to stop nginx, Redis and PostgreSQL.
 EOF
