@@ -9,7 +9,11 @@
 #                         loopback, run the Test::Nginx suites, stop everything
 #   ./build.sh demo [port]
 #                         build, start PostgreSQL, Redis and nginx on
-#                         127.0.0.1:8080 with a sample link; Ctrl-C stops all
+#                         127.0.0.1:8080 with everything configured (zone,
+#                         Redis, bloom filter, click queue, API, metrics,
+#                         console, GeoIP countries), sample links and
+#                         clicks (demo/seed.sql) and an admin API key;
+#                         Ctrl-C stops all
 #
 # Environment: TEST_NGINX_USE_VALGRIND=1 (suite under valgrind),
 # TEST_NGINX_LIB=dir (run the suites with the Test::Nginx in dir, e.g.
@@ -33,6 +37,8 @@ PACKAGES=(
     libtext-diff-perl liburi-perl libwww-perl libhttp-message-perl
     libipc-run-perl
     curl wrk valgrind gdb procps iproute2
+    libnginx-mod-http-geoip geoip-database libjs-chart.js
+    chromium chromium-driver python3-selenium
 )
 
 log() { printf '>>> %s\n' "$*" >&2; }
@@ -300,65 +306,199 @@ cmd_test() {
     return $status
 }
 
+
+# --- demo -------------------------------------------------------------------
+
+GEOIP_MODULE=/usr/lib/nginx/modules/ngx_http_geoip_module.so
+CHARTJS_DIR=/usr/share/javascript/chart.js
+
+# The console as nginx's workers can read it: the repository's console/
+# itself, or a copy when they cannot (started as root, the workers run as
+# nobody, who cannot enter a checkout under /root)
+demo_console_dir() {
+    local dir=$ROOT/console
+
+    if [ "$(id -u)" -eq 0 ] && [ -f "$dir/index.html" ] \
+        && ! runuser -u nobody -- test -r "$dir/index.html" 2>/dev/null
+    then
+        cp -r "$dir" "$RUN_DIR/console"
+        chmod -R a+rX "$RUN_DIR/console"
+        log "the workers (nobody) cannot read $dir: serving a copy"
+        dir=$RUN_DIR/console
+    fi
+
+    echo "$dir"
+}
+
+# nginx.conf of the demo: every part of the module, as README describes it
+demo_nginx_conf() {
+    local port=$1 console=$2 ngx=$RUN_DIR/nginx
+
+    cat <<EOF
+load_module $GEOIP_MODULE;
+load_module $MODULE_SO;
+daemon off;
+worker_processes 2;
+error_log $ngx/logs/error.log notice;
+pid $ngx/logs/nginx.pid;
+events { worker_connections 1024; }
+
+http {
+    # which tier answered each redirect: shm, bloom, redis, pg, ...
+    log_format demo '\$remote_addr [\$time_local] "\$request" \$status '
+                    '\$shortlink_code \$shortlink_cache';
+    access_log $ngx/logs/access.log demo;
+    client_body_temp_path $ngx/body;
+    proxy_temp_path $ngx/proxy;
+    fastcgi_temp_path $ngx/fastcgi;
+    uwsgi_temp_path $ngx/uwsgi;
+    scgi_temp_path $ngx/scgi;
+
+    # the country of each click, from Debian's geoip-database.  Demo only:
+    # X-Forwarded-For from loopback is believed, so that curl can pretend
+    # to come from elsewhere; trust only your own proxies in production
+    geoip_country /usr/share/GeoIP/GeoIP.dat;
+    geoip_proxy   127.0.0.1;
+
+    shortlink_postgres    "$SHORTLINK_DSN";
+    shortlink_zone        links:16m;
+    shortlink_redis       127.0.0.1:$REDIS_PORT;
+    shortlink_bloom       capacity=100000;
+    shortlink_queue       clicks:16m;
+    shortlink_flush       interval=1s batch=5000;
+    shortlink_click_field country \$geoip_country_code;
+
+    server {
+        listen 127.0.0.1:$port;
+
+        location / { shortlink; }
+
+        # the management API and /_links/health; the console calls it here
+        location /_links/ {
+            shortlink_api;
+            allow 127.0.0.1; deny all;
+        }
+
+        location = /metrics {
+            shortlink_metrics;
+            allow 127.0.0.1; deny all;
+        }
+
+        # the console: static files, and Chart.js from Debian
+        location = /console { return 301 /console/; }
+
+        location /console/ {
+            alias $console/;
+            index index.html;
+            types {
+                text/html               html;
+                text/css                css;
+                application/javascript  js mjs;
+                application/json        json;
+                image/svg+xml           svg;
+                image/png               png;
+                image/x-icon            ico;
+            }
+            default_type application/octet-stream;
+            add_header Content-Security-Policy "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'" always;
+            add_header X-Content-Type-Options nosniff always;
+            add_header Referrer-Policy no-referrer always;
+
+            location /console/vendor/chart.js/ {
+                alias $CHARTJS_DIR/;
+            }
+        }
+    }
+}
+EOF
+}
+
+# the banner: where to look and what to try, every line ready to paste
+demo_banner() {
+    local port=$1 key=$2 base=http://127.0.0.1:$1 today tomorrow auth
+
+    today=$(date -u +%F)
+    tomorrow=$(date -u -d tomorrow +%F)
+    auth="-H 'Authorization: Bearer $key'"
+
+    cat <<EOF
+
+ngx_http_shortlink_module is running on $base/
+
+  Console  $base/console/
+  API key  $key
+           (an admin key: paste it into the console)
+  Sample   links docs, pg15, changes, redis, spring-sale (tag "sample"),
+           with 3,000 made-up clicks over the last 14 days (demo/seed.sql)
+
+Create a link through the API:
+  curl -s $auth \\
+       -H 'Content-Type: application/json' \\
+       -d '{"url": "https://nginx.org/en/docs/", "code": "try-me", "tags": ["mine"]}' \\
+       $base/_links/links
+
+Follow it, as Firefox coming from example.com (a click; the demo believes
+X-Forwarded-For from loopback, so GeoIP counts it as from the UK):
+  curl -si -A 'Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0' \\
+       -e https://example.com/ -H 'X-Forwarded-For: 81.2.69.160' $base/try-me
+
+Its statistics for today, by hour (the click is written within a second):
+  curl -s $auth \\
+       '$base/_links/links/try-me/stats?interval=hour&from=$today&to=$tomorrow'
+
+A sample link's last 7 days:
+  curl -s $auth \\
+       $base/_links/links/docs/stats
+
+Prometheus metrics, and health:
+  curl -s $base/metrics
+  curl -s $base/_links/health
+
+The database:  psql "$SHORTLINK_DSN"
+nginx.conf:    $RUN_DIR/nginx/conf/nginx.conf
+Logs:          $RUN_DIR/nginx/logs/
+Press Ctrl-C to stop nginx, Redis and PostgreSQL.
+EOF
+}
+
 cmd_demo() {
-    local port=${1:-8080} conf
+    local port=${1:-8080} conf key console i
+
+    [ -f "$GEOIP_MODULE" ] || die "no $GEOIP_MODULE (libnginx-mod-http-geoip)"
+    [ -d "$CHARTJS_DIR" ] || die "no $CHARTJS_DIR (libjs-chart.js)"
+    ! ss -Hltn "sport = :$port" 2>/dev/null | grep -q . \
+        || die "port $port is taken; choose another: $0 demo <port>"
 
     trap stop_services EXIT
     trap 'exit 0' INT TERM
 
     start_services 15432
 
-    psql -X -q "$SHORTLINK_DSN" -c \
-        "INSERT INTO shortlink.links (code, url) VALUES
-             ('hello', 'https://nginx.org/en/docs/'),
-             ('gone', 'https://example.com/old')" \
-        -c "UPDATE shortlink.links SET enabled = false WHERE code = 'gone'"
+    log "sample links and clicks (demo/seed.sql)"
+    psql -X -q -v ON_ERROR_STOP=1 "$SHORTLINK_DSN" -f "$ROOT/demo/seed.sql" \
+        >/dev/null
+    key=$(psql -X -q -At -v ON_ERROR_STOP=1 "$SHORTLINK_DSN" \
+              -c "SELECT shortlink.create_api_key('demo-admin', true)")
 
     mkdir -p "$RUN_DIR/nginx/logs" "$RUN_DIR/nginx/conf"
+    console=$(demo_console_dir)
     conf=$RUN_DIR/nginx/conf/nginx.conf
-    cat > "$conf" <<EOF
-load_module $MODULE_SO;
-daemon off;
-worker_processes 2;
-error_log $RUN_DIR/nginx/logs/error.log info;
-pid $RUN_DIR/nginx/logs/nginx.pid;
-events { worker_connections 1024; }
-http {
-    access_log $RUN_DIR/nginx/logs/access.log;
-    client_body_temp_path $RUN_DIR/nginx/body;
-    proxy_temp_path $RUN_DIR/nginx/proxy;
-    fastcgi_temp_path $RUN_DIR/nginx/fastcgi;
-    uwsgi_temp_path $RUN_DIR/nginx/uwsgi;
-    scgi_temp_path $RUN_DIR/nginx/scgi;
+    demo_nginx_conf "$port" "$console" > "$conf"
 
-    shortlink_postgres "$SHORTLINK_DSN";
-
-    server {
-        listen 127.0.0.1:$port;
-        location / { shortlink; }
-    }
-}
-EOF
     /usr/sbin/nginx -p "$RUN_DIR/nginx/" -c "$conf" &
     NGINX_PID=$!
-    sleep 0.5
-    kill -0 "$NGINX_PID" 2>/dev/null \
-        || die "nginx did not start: $(cat "$RUN_DIR/nginx/logs/error.log")"
 
-    cat <<EOF
+    # ready when the API answers its health check (PostgreSQL reached)
+    for i in $(seq 100); do
+        kill -0 "$NGINX_PID" 2>/dev/null \
+            || die "nginx did not start: $(cat "$RUN_DIR/nginx/logs/error.log")"
+        curl -s -o /dev/null -m 1 -f "http://127.0.0.1:$port/_links/health" \
+            && break
+        [ "$i" -lt 100 ] || die "nginx does not answer on 127.0.0.1:$port"
+        sleep 0.1
+    done
 
-ngx_http_shortlink_module is running on http://127.0.0.1:$port/
-
-  curl -i http://127.0.0.1:$port/hello      # 302 to https://nginx.org/en/docs/
-  curl -i http://127.0.0.1:$port/gone       # 404: the link is disabled
-  curl -i http://127.0.0.1:$port/nope       # 404: no such link
-  curl -i http://127.0.0.1:$port/bad%20code # 404 without a query
-
-  psql "$SHORTLINK_DSN" \\
-       -c "INSERT INTO shortlink.links (code, url) VALUES ('mine', 'https://example.com/')"
-
-Logs: $RUN_DIR/nginx/logs/   Press Ctrl-C to stop everything.
-EOF
+    demo_banner "$port" "$key"
     wait "$NGINX_PID" || true
 }
 
