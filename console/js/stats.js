@@ -68,18 +68,20 @@ function rangeFrom(params) {
     return { from, to, interval };
 }
 
-// "2026-11-28T14:00:00Z" -> "Nov 28" or "Nov 28, 14:00" (UTC)
-function pointLabel(t, interval) {
+// "2026-11-28T14:00:00Z" -> "Nov 28" by day; by hour "14:00", with the
+// date at the first point and at each midnight (UTC)
+function pointLabel(t, interval, first) {
     const d = new Date(t);
     if (Number.isNaN(d.getTime())) {
         return String(t);
     }
-    const opts = { timeZone: 'UTC', month: 'short', day: 'numeric' };
-    if (interval === 'hour') {
-        Object.assign(opts, { hour: '2-digit', minute: '2-digit',
-                              hourCycle: 'h23' });
+    const day = d.toLocaleString('en', { timeZone: 'UTC', month: 'short',
+                                         day: 'numeric' });
+    if (interval !== 'hour') {
+        return day;
     }
-    return d.toLocaleString('en', opts);
+    const hour = `${String(d.getUTCHours()).padStart(2, '0')}:00`;
+    return first || d.getUTCHours() === 0 ? `${day} ${hour}` : hour;
 }
 
 // the answer's [from, to) as the dates (or hours) it covers, in UTC
@@ -142,7 +144,7 @@ function topSection(key, list, i) {
         h('h3', { id: headingId, text: label(key) }),
         items.length
             ? barChart(label(key), items, PALETTE[i % PALETTE.length])
-            : h('p', { class: 'empty', text: 'No clicks in this range.' }));
+            : h('p', { class: 'empty', text: 'None recorded in this range.' }));
 }
 
 // a key of the answer nobody here knows: drawn by its shape
@@ -191,6 +193,7 @@ export function render(main, params, code) {
     // the range lives in the URL (without a new history entry or a reload)
     const show = (r, push) => {
         range = r;
+        markPreset();
         fromIn.value = r.from;
         toIn.value = r.to;
         intervalIn.value = r.interval;
@@ -202,13 +205,16 @@ export function render(main, params, code) {
         load();
     };
 
+    const presetRange = (days, interval) => {
+        const to = isoDay(new Date());
+        return { from: addDays(to, 1 - days), to, interval };
+    };
+
     const preset = (days, interval, text) => h('button', {
-        type: 'button', class: 'small', text,
+        type: 'button', class: 'small preset', text,
+        'aria-pressed': 'false', dataset: { days, interval },
         on: {
-            click: () => {
-                const to = isoDay(new Date());
-                show({ from: addDays(to, 1 - days), to, interval }, true);
-            },
+            click: () => show(presetRange(days, interval), true),
         },
     });
 
@@ -244,6 +250,16 @@ export function render(main, params, code) {
             preset(30, 'day', '30 days'),
             preset(90, 'day', '90 days')),
         rangeError);
+
+    // the quick range that is shown, if any, is pressed
+    const markPreset = () => {
+        form.querySelectorAll('button.preset').forEach((b) => {
+            const p = presetRange(Number(b.dataset.days), b.dataset.interval);
+            const on = p.from === range.from && p.to === range.to
+                       && p.interval === range.interval;
+            b.setAttribute('aria-pressed', String(on));
+        });
+    };
 
     let seq = 0;
 
@@ -306,7 +322,8 @@ export function render(main, params, code) {
                                     'aria-labelledby': 'series-h' },
                 h('h2', { id: 'series-h', text: `Clicks by ${interval}` }),
                 seriesChart(`Clicks by ${interval}`,
-                            series.map((p) => pointLabel(p.t, interval)),
+                            series.map((p, i) => pointLabel(p.t, interval,
+                                                            i === 0)),
                             keys, label, series,
                             interval === 'hour' ? 'bar' : 'line')));
         }
@@ -333,6 +350,7 @@ export function render(main, params, code) {
         return out;
     };
 
+    markPreset();
     main.append(
         h('p', { class: 'crumbs' }, h('a', { href: '#/links', text: '← Links' })),
         heading, targetLine, form, results);
