@@ -27,6 +27,9 @@ our $sample = 'c200sample';
 our $sample_clicks = 600;
 
 $ENV{TEST_NGINX_CONSOLE_DIR} = "$root/console/";
+# nothing here is about timeouts: generous ones, so a loaded machine or
+# valgrind does not make Redis look down
+$ENV{TEST_NGINX_REDIS_TIMEOUT} = $ENV{TEST_NGINX_USE_VALGRIND} ? '5s' : '1s';
 $ENV{TEST_NGINX_CSP} = "default-src 'self'; script-src 'self'; "
     . "style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     . "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
@@ -119,7 +122,7 @@ add_block_preprocessor(sub {
     $block->set_value("http_config", <<'_EOC_');
     shortlink_postgres "$TEST_NGINX_PG_DSN";
     shortlink_zone links:1m;
-    shortlink_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    shortlink_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=$TEST_NGINX_REDIS_TIMEOUT;
     shortlink_bloom capacity=10000;
     shortlink_queue clicks:1m;
     shortlink_flush interval=100ms;

@@ -192,6 +192,10 @@ class Console:
 
 def step_key(c, t):
     d = c.driver
+    # what a user grants when asked: the copy button writes the clipboard
+    d.execute_cdp_cmd('Browser.grantPermissions', {
+        'origin': c.base,
+        'permissions': ['clipboardReadWrite', 'clipboardSanitizedWrite']})
     d.get(c.base + '/console/')
     c.wait(lambda: c.visible('#api-key'), 'the key form')
     t.ok(True, 'without a key the console asks for one')
@@ -265,6 +269,12 @@ def step_create(c, t):
     copy = c.find('[data-action="copy"]', tr)
     t.ok(copy.get_attribute('aria-label') == f'Copy the short URL of {code}',
          'a copy button names the link it copies')
+    copy.click()
+    c.wait(lambda: copy.text == 'Copied', 'the copy to be confirmed')
+    clip = c.driver.execute_async_script(
+        'const done = arguments[0];'
+        'navigator.clipboard.readText().then(done, (e) => done(`${e}`));')
+    t.ok(clip == short, 'Copy puts the short URL on the clipboard', clip)
 
     # the list as the server has it: found by its tag, and by its code
     c.go(f'#/links?tag={code}')
