@@ -188,6 +188,73 @@ class Console:
                                              'Referer': CLICK_REFERER})
 
 
+# --- accessibility, as far as a script can tell -----------------------------
+
+# Every visible control has a name, every text meets WCAG AA contrast
+# against the background it is drawn on (4.5:1, or 3:1 for large text).
+A11Y_PROBE = """
+const root = document.querySelector('dialog[open]') || document.body;
+const problems = [];
+const shown = (el) => el.getClientRects().length > 0
+    && getComputedStyle(el).visibility !== 'hidden';
+const rgba = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255;
+        return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+};
+const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+        const c = rgba(getComputedStyle(e).backgroundColor);
+        if (c.length === 3 || (c.length === 4 && c[3] >= 0.99)) {
+            return c.slice(0, 3);
+        }
+    }
+    return [255, 255, 255];
+};
+const name = (el) => (el.getAttribute('aria-label')
+    || (el.getAttribute('aria-labelledby') || '').split(' ')
+       .map((id) => document.getElementById(id)?.textContent || '').join('')
+    || [...(el.labels || [])].map((l) => l.textContent).join('')
+    || (el.matches('button, a') ? el.textContent : '')
+    || el.getAttribute('title') || '').trim();
+const what = (el) => el.tagName.toLowerCase()
+    + (el.id ? '#' + el.id : '') + (el.className ? '.' + el.className : '');
+
+for (const el of root.querySelectorAll('input, select, textarea, button, a[href]')) {
+    if (shown(el) && !el.classList.contains('offscreen') && name(el) === '') {
+        problems.push('no accessible name: ' + what(el));
+    }
+}
+for (const el of root.querySelectorAll('*')) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3
+                                           && n.textContent.trim() !== '');
+    if (!own || !shown(el) || el.closest('.visually-hidden, [aria-hidden="true"]')
+        || el.closest('details:not([open])')) {
+        continue;
+    }
+    const st = getComputedStyle(el);
+    const fg = rgba(st.color);
+    const l1 = lum(fg.slice(0, 3));
+    const l2 = lum(background(el));
+    const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    const size = parseFloat(st.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(st.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) {
+        problems.push(`contrast ${ratio.toFixed(2)}: ${what(el)} `
+                      + `"${el.textContent.trim().slice(0, 30)}"`);
+    }
+}
+return problems;
+"""
+
+
+def check_a11y(c, t, page):
+    problems = c.driver.execute_script(A11Y_PROBE)
+    t.ok(not problems, f'{page}: every control has a name, every text '
+         'enough contrast', '\n'.join(problems))
+
+
 # --- the steps ---------------------------------------------------------------
 
 def step_key(c, t):
@@ -199,6 +266,7 @@ def step_key(c, t):
     d.get(c.base + '/console/')
     c.wait(lambda: c.visible('#api-key'), 'the key form')
     t.ok(True, 'without a key the console asks for one')
+    check_a11y(c, t, 'the key form')
 
     # a wrong key: the API's 401 brings the form back with the reason
     c.expected.append((r'/_links/links\?', 401))
@@ -245,8 +313,10 @@ def open_dialog(c):
 
 def step_create(c, t):
     code = c.args.code
+    check_a11y(c, t, 'the links page')
     c.find('#new-link').click()
     dialog = open_dialog(c)
+    check_a11y(c, t, 'the link dialog')
     fill(c, dialog, 'url', c.base + '/console/#/status')
     fill(c, dialog, 'code', code)
     fill(c, dialog, 'title', 'Console test <b>&amp;</b>')
@@ -418,6 +488,7 @@ def step_sample(c, t):
         ".every((x) => x.width > 0)"), 'the charts to be drawn')
     time.sleep(0.3)
     c.driver.execute_script('window.scrollTo(0, 0)')
+    check_a11y(c, t, 'the statistics page')
     c.screenshot('stats.png', full=True)
 
 
@@ -444,6 +515,7 @@ def step_edit(c, t):
          'the URL field is marked invalid and described by the error')
     t.ok(c.driver.switch_to.active_element == url,
          'the focus is on the field in error')
+    check_a11y(c, t, 'the link dialog with an error')
     t.ok(not c.find('#alerts').text, 'no page alert for a field error')
 
     new = 'https://example.com/edited?x=1'
@@ -495,6 +567,7 @@ def step_disable_delete(c, t):
                  'the confirmation')
     t.ok(c.driver.switch_to.active_element.get_attribute('data-action')
          == 'cancel', 'the confirmation starts on Cancel')
+    check_a11y(c, t, 'the confirmation')
     c.find('[data-action="cancel"]', dlg).click()
     t.ok(c.row(code) is not None, 'cancelled: the link stays')
     c.find('[data-action="delete"]', c.row(code)).click()
@@ -525,6 +598,7 @@ def step_status(c, t):
          'flush lag and queue depth are shown')
     t.ok(c.finds('#metrics [data-metric="Dropped"]'),
          'dropped clicks are shown')
+    check_a11y(c, t, 'the status page')
     c.screenshot('status.png', full=True)
 
 
