@@ -80,9 +80,10 @@ export function render(main, params) {
             : 'No links yet. Create one with “New link”.';
     };
 
-    const put = (link, { top = false, replace = null } = {}) => {
+    // a link's row: replaces the one it had, else at the end (or top)
+    const put = (link, { top = false } = {}) => {
         const tr = row(link);
-        const old = replace || rows.get(link.code);
+        const old = rows.get(link.code);
         if (old) {
             old.replaceWith(tr);
         } else if (top) {

@@ -181,9 +181,11 @@ export function render(main, params, code) {
                       h('code', { text: code }));
 
     const fromIn = h('input', { type: 'date', id: 'stats-from', required: true,
-                                value: range.from });
+                                value: range.from,
+                                'aria-describedby': 'stats-range-error' });
     const toIn = h('input', { type: 'date', id: 'stats-to', required: true,
-                              value: range.to });
+                              value: range.to,
+                              'aria-describedby': 'stats-range-error' });
     const intervalIn = h('select', { id: 'stats-interval' },
         h('option', { value: 'day', text: 'by day' }),
         h('option', { value: 'hour', text: 'by hour' }));

@@ -598,6 +598,24 @@ def step_status(c, t):
          'flush lag and queue depth are shown')
     t.ok(c.finds('#metrics [data-metric="Dropped"]'),
          'dropped clicks are shown')
+
+    # the browser's parse agrees with this one (nothing redirects meanwhile)
+    _, _, raw = c.http('GET', '/metrics')
+    want = sum(float(m.group(1)) for m in re.finditer(
+        r'^shortlink_requests_total\{[^}]*outcome="redirect"[^}]*\} (\S+)$',
+        raw.decode(), re.M))
+    shown = lambda: c.driver.execute_script("""
+        const el = document.querySelector(
+            '#metrics [data-card="Requests by outcome"] '
+            + '[data-metric="Redirect"] .value');
+        return el ? el.textContent.replace(/,/g, '') : null;""")
+    c.find('#refresh').click()
+    try:
+        c.wait(lambda: shown() == f'{want:.0f}', 'the refreshed figure', 5)
+    except AssertionError:
+        pass
+    t.ok(shown() == f'{want:.0f}',
+         f'the redirects counted in /metrics are shown ({want:.0f})', shown())
     check_a11y(c, t, 'the status page')
     c.screenshot('status.png', full=True)
 
