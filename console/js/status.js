@@ -17,6 +17,13 @@ const TIERS = {
     none: 'no tier',
 };
 
+const NAMES = {
+    status: 'Status', postgresql: 'PostgreSQL', redis: 'Redis',
+    zone: 'Cache zone', queue: 'Click queue',
+};
+
+const name = (k) => NAMES[k] || humanize(k);
+
 const REFRESH_MS = 5000;
 
 function bytes(n) {
@@ -82,7 +89,7 @@ function healthView(health, httpStatus) {
         .filter(([, v]) => v !== null && typeof v === 'object');
 
     parts.push(card('Backends', scalars.map(([k, v]) => item(
-        humanize(k), String(v), upState(String(v)),
+        name(k), String(v), upState(String(v)),
         k === 'status' ? `HTTP ${httpStatus}` : null))));
 
     for (const [k, obj] of objects) {
@@ -97,7 +104,7 @@ function healthView(health, httpStatus) {
         } else if (typeof obj.size === 'number' && typeof obj.used === 'number') {
             rows.push(item('In use', pct(obj.used, obj.size)));
         }
-        parts.push(card(humanize(k), rows));
+        parts.push(card(name(k), rows));
     }
     return parts;
 }
@@ -157,9 +164,9 @@ function metricsView(m) {
     const lookupSum = m.value('shortlink_lookup_duration_seconds_sum');
     const conns = m.by('shortlink_postgresql_connections', 'state');
     out.push(card('Backends',
-        Object.entries(errors).map(([b, n]) => item(`${b} errors`, fmtNumber(n),
-                                                    n > 0 ? 'warn' : null)),
-        Object.entries(timeouts).map(([b, n]) => item(`${b} timeouts`,
+        Object.entries(errors).map(([b, n]) => item(`${name(b)} errors`,
+            fmtNumber(n), n > 0 ? 'warn' : null)),
+        Object.entries(timeouts).map(([b, n]) => item(`${name(b)} timeouts`,
             fmtNumber(n), n > 0 ? 'warn' : null)),
         Object.entries(conns).map(([s, n]) => item(`PostgreSQL connections ${s}`,
                                                    fmtNumber(n))),

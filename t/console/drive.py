@@ -587,7 +587,7 @@ def step_status(c, t):
               e.find_element(By.CSS_SELECTOR, '.value').text
               for e in c.finds('#health [data-card="Backends"] .figure')}
     t.ok(health.get('Status', '').endswith('ok')
-         and health.get('Postgresql', '').endswith('up'),
+         and health.get('PostgreSQL', '').endswith('up'),
          'the status page shows the health answer', str(health))
     cards = [e.get_attribute('data-card') for e in c.finds('#metrics .card')]
     t.ok({'Requests by tier', 'Click queue', 'Clicks', 'Backends'} <= set(cards),
