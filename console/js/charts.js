@@ -48,10 +48,16 @@ function figure(caption, summary, columns, rows, height) {
         box.style.height = `${height}px`;       // CSSOM: allowed by the CSP
     }
 
-    const el = h('figure', { class: 'chart' }, box,
-        h('details', { class: 'chart-table' },
-          h('summary', { text: `${caption}: table` }), table));
-    return { el, canvas };
+    const details = h('details', { class: 'chart-table' },
+        h('summary', { text: `${caption}: table` }), table);
+    const el = h('figure', { class: 'chart' }, box, details);
+
+    // without Chart.js, the table is the figure
+    const noChart = () => {
+        box.hidden = true;
+        details.open = true;
+    };
+    return { el, canvas, noChart };
 }
 
 // series: [{t, pv, uv, ...}] -> a line (day) or bar (hour) chart of every
@@ -60,14 +66,18 @@ export function seriesChart(caption, labels, keys, keyLabel, series, kind) {
     const rows = series.map((p, i) => [labels[i], ...keys.map((k) => p[k])]);
     const total = keys.length ? series.reduce((s, p) => s + (p[keys[0]] || 0), 0)
                               : 0;
-    const { el, canvas } = figure(
+    const { el, canvas, noChart } = figure(
         caption,
         `${caption}: ${series.length} points, ${keyLabel(keys[0] || '')} `
         + `${fmtNumber(total)} in all`,
         ['Time', ...keys.map(keyLabel)], rows, 300);
 
     loadChart().then((Chart) => {
-        if (!Chart || !canvas.isConnected) {
+        if (!Chart) {
+            noChart();
+            return;
+        }
+        if (!canvas.isConnected) {
             return;
         }
         // eslint-disable-next-line no-new
@@ -105,12 +115,16 @@ export function barChart(caption, items, colour) {
         total ? `${(100 * x.count / total).toFixed(1)} %` : '']);
     const top = items[0] ? `, most: ${items[0].label} (${fmtNumber(items[0].count)})`
                          : '';
-    const { el, canvas } = figure(
+    const { el, canvas, noChart } = figure(
         caption, `${caption}: ${items.length} entries${top}`,
         ['Value', 'Clicks', 'Share of list'], rows, 48 + 28 * Math.max(items.length, 1));
 
     loadChart().then((Chart) => {
-        if (!Chart || !canvas.isConnected) {
+        if (!Chart) {
+            noChart();
+            return;
+        }
+        if (!canvas.isConnected) {
             return;
         }
         // eslint-disable-next-line no-new
