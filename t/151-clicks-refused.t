@@ -76,20 +76,8 @@ sql(qq{
 END { local $?; eval { restore() } }
 
 # GET /metrics from the nginx under test
-sub metrics {
-    require IO::Socket::INET;
-    my $sock = IO::Socket::INET->new(
-        PeerAddr => '127.0.0.1',
-        PeerPort => Test::Nginx::Util::server_port_for_client(),
-        Timeout => 5) or return '';
-    print $sock "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-    local $/;
-    my $resp = <$sock> // '';
-    return $resp;
-}
-
 sub queued {
-    return metrics() =~ /^shortlink_click_queue_clicks (\d+)$/m ? $1 : -1;
+    return metrics_text() =~ /^shortlink_click_queue_clicks (\d+)$/m ? $1 : -1;
 }
 
 sub error_log_has {

@@ -21,20 +21,8 @@ our ($F0, $T0, $Down);
 
 END { local $?; eval { pg_start() } if $Down }
 
-sub metrics {
-    require IO::Socket::INET;
-    my $sock = IO::Socket::INET->new(
-        PeerAddr => '127.0.0.1',
-        PeerPort => Test::Nginx::Util::server_port_for_client(),
-        Timeout => 5) or return '';
-    print $sock "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-    local $/;
-    my $resp = <$sock> // '';
-    return $resp;
-}
-
 sub failed {
-    return metrics() =~ /^shortlink_flush_batches_total\{result="failed"\} (\d+)$/m
+    return metrics_text() =~ /^shortlink_flush_batches_total\{result="failed"\} (\d+)$/m
            ? $1 : undef;
 }
 
@@ -110,7 +98,7 @@ Test::More::ok(ShortlinkTest::wait_until(sub {
                    ShortlinkTest::sql_value("SELECT count(*) FROM shortlink.clicks"
                                             . " WHERE code = 'bo1'") == 6 }, 30),
                'PostgreSQL back: the six clicks are written');
-ShortlinkTest::wait_until(sub { main::metrics() =~ /^shortlink_click_queue_clicks 0$/m }, 10);
+ShortlinkTest::wait_until(sub { ShortlinkTest::metrics_text() =~ /^shortlink_click_queue_clicks 0$/m }, 10);
 --- request
 GET /metrics
 --- response_body_like

@@ -69,15 +69,7 @@ sub gdb {
 
 sub metric {
     my ($name) = @_;
-    require IO::Socket::INET;
-    my $sock = IO::Socket::INET->new(
-        PeerAddr => '127.0.0.1',
-        PeerPort => Test::Nginx::Util::server_port_for_client(),
-        Timeout => 5) or return undef;
-    print $sock "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-    local $/;
-    my $resp = <$sock> // '';
-    return $resp =~ /^\Q$name\E (\d+)$/m ? $1 : undef;
+    return metrics_text() =~ /^\Q$name\E (\d+)$/m ? $1 : undef;
 }
 
 sub broken_alerts {

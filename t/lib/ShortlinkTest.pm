@@ -14,7 +14,7 @@ use Time::HiRes qw(sleep);
 
 our @EXPORT = qw(sql sql_value sql_rows sql_bg pg_stop pg_start pg_wait_bg
                  silent_listener redis redis_stop redis_start wait_until
-                 refuse_clicks allow_clicks);
+                 refuse_clicks allow_clicks metrics_text);
 
 my @background;
 
@@ -191,6 +191,19 @@ sub silent_listener {
         Proto => 'tcp', ReuseAddr => 1,
     ) or die "listen: $!";
     return $sock;
+}
+
+# the test nginx's /metrics page (the suite's config serves it there), or
+# '' when nothing answers
+sub metrics_text {
+    require IO::Socket::INET;
+    my $sock = IO::Socket::INET->new(
+        PeerAddr => '127.0.0.1',
+        PeerPort => Test::Nginx::Util::server_port_for_client(),
+        Timeout => 5) or return '';
+    print $sock "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    local $/;
+    return <$sock> // '';
 }
 
 END { pg_wait_bg() }
