@@ -33,6 +33,9 @@ sub cleanup {
     sql(qq{
         DELETE FROM shortlink.links WHERE owner LIKE '$P-%' OR code LIKE '$P%';
         DELETE FROM shortlink.api_keys WHERE owner LIKE '$P-%';
+        DELETE FROM shortlink.api_routes WHERE pattern LIKE '^/t130%';
+        DROP FUNCTION IF EXISTS
+            shortlink.t130_echo(text, text[], jsonb, text, text, boolean, text);
     });
 }
 
@@ -541,6 +544,64 @@ is_deeply([ map { $_->{status} == 201 ? $_->{link}{code} : $_->{status} } @{ $b-
 ($st, $b) = api_codes('POST', '/links', undef, { url => 'https://example.com/c' }, $alice,
                       { attempts => 2, items => { 0 => [ "bad code", "bulk", "${P}cand6" ] } });
 is("$st $b->{code}", "201 ${P}cand6", 'candidates: malformed ones and "bulk" are skipped');
+
+
+# --- routes from shortlink.api_routes (013) --------------------------------------
+
+sql(q{
+    CREATE FUNCTION shortlink.t130_echo(p_method text, p_match text[], p_params jsonb,
+                                        p_body text, p_owner text, p_admin boolean,
+                                        p_base_url text)
+    RETURNS shortlink.api_result LANGUAGE plpgsql AS $f$
+    BEGIN
+        IF p_match[1] = 'boom' THEN
+            INSERT INTO shortlink.links (code, url, owner)
+                 VALUES ('t130boom', 'https://example.com/', 't130-alice');
+            RAISE EXCEPTION 'boom';
+        END IF;
+        RETURN ROW(200, jsonb_build_object('method', p_method, 'match', to_jsonb(p_match),
+                                           'params', p_params, 'body', p_body,
+                                           'owner', p_owner, 'admin', p_admin,
+                                           'base', p_base_url))::shortlink.api_result;
+    END;
+    $f$;
+    INSERT INTO shortlink.api_routes (pattern, methods, handler)
+         VALUES ('^/t130/([a-z]+)(/x)?$', '{"GET": ["a"], "PUT": []}',
+                 'shortlink.t130_echo');
+});
+
+($st, $b) = api('GET', '/t130/abc', 'a=1', undef, $alice);
+is($json->encode([ 0 + $st, $b ]),
+   $json->encode([ 200, { method => 'GET', match => [ 'abc', undef ], params => { a => '1' },
+                          body => undef, owner => "$P-alice", admin => JSON::PP::false,
+                          base => $BASE } ]),
+   'table route: the handler gets method, captures, parameters, owner and base URL');
+($st, $b) = api('HEAD', '/t130/abc/x', undef, undef, $root);
+is("$st $b->{method} $b->{match}[1] " . ($b->{admin} ? 1 : 0), '200 GET /x 1',
+   'table route: HEAD is GET, an admin key says so');
+($st, $b) = api('PUT', '/t130/abc', undef, 'body', $alice);
+is("$st $b->{method} $b->{body}", '200 PUT body', 'table route: PUT with its body');
+my $p = refused(405, 'table route: a method it does not allow', 'DELETE', '/t130/abc',
+                undef, undef, $alice);
+is($p->{allow}, 'GET, HEAD, PUT', 'table route: the 405 says what is allowed');
+refused(400, 'table route: a query parameter it does not accept', 'PUT', '/t130/abc',
+        'a=1', undef, $alice);
+refused(404, 'table route: no pattern matches', 'GET', '/t130/ABC', undef, undef, $alice);
+refused(401, 'table route: no key', 'GET', '/t130/abc', undef, undef, undef);
+refused(500, 'table route: a failing handler', 'GET', '/t130/boom', undef, undef, $alice);
+is(sql_value("SELECT count(*) FROM shortlink.links WHERE code = 't130boom'"), 0,
+   'table route: what a failing handler wrote is rolled back');
+eval { sql(q{INSERT INTO shortlink.api_routes (pattern, methods, handler)
+                  VALUES ('^/t130-bad$', '{"FETCH": []}', 'shortlink.t130_echo')}) };
+ok($@, 'api_routes refuses a method it does not know');
+eval { sql(q{INSERT INTO shortlink.api_routes (pattern, methods, handler)
+                  VALUES ('/t130-unanchored', '{"GET": []}', 'shortlink.t130_echo')}) };
+ok($@, 'api_routes refuses a pattern that is not anchored');
+
+sql(q{
+    DELETE FROM shortlink.api_routes WHERE pattern LIKE '^/t130%';
+    DROP FUNCTION shortlink.t130_echo(text, text[], jsonb, text, text, boolean, text);
+});
 
 
 # --- HEAD is GET ----------------------------------------------------------------------
