@@ -88,6 +88,22 @@ ngx_http_shortlink_ids_init(ngx_http_shortlink_ids_t *ids, ngx_log_t *log)
 ngx_int_t
 ngx_http_shortlink_click_record(ngx_http_request_t *r, ngx_str_t *code)
 {
+    return ngx_http_shortlink_click_record_kv(r, code, NULL, 0);
+}
+
+
+/*
+ * A click with fields the module itself adds (a profile view's kind, the
+ * redirect rule that matched, ...): each name is 1-64 bytes of
+ * [A-Za-z0-9_]; values are cleaned like every other field's.  They go
+ * after the shortlink_click_field ones, at most
+ * NGX_HTTP_SHORTLINK_CLICK_BUILTIN_FIELDS_MAX of them.
+ */
+
+ngx_int_t
+ngx_http_shortlink_click_record_kv(ngx_http_request_t *r, ngx_str_t *code,
+    ngx_keyval_t *builtin, ngx_uint_t nbuiltin)
+{
     u_char                            *p, *ip, *visitor;
     size_t                             len, ip_len, visitor_len;
     ngx_str_t                          value;
@@ -200,6 +216,27 @@ ngx_http_shortlink_click_record(ngx_http_request_t *r, ngx_str_t *code)
             p += 2 + len;
             click->nfields++;
         }
+    }
+
+    for (i = 0; i < nbuiltin && i < NGX_HTTP_SHORTLINK_CLICK_BUILTIN_FIELDS_MAX;
+         i++)
+    {
+        if (builtin[i].key.len == 0
+            || builtin[i].key.len > NGX_HTTP_SHORTLINK_CLICK_NAME_MAX)
+        {
+            continue;
+        }
+
+        *p++ = (u_char) builtin[i].key.len;
+        p = ngx_cpymem(p, builtin[i].key.data, builtin[i].key.len);
+
+        len = ngx_http_shortlink_utf8_clean(p + 2, builtin[i].value.data,
+                                            builtin[i].value.len,
+                                            NGX_HTTP_SHORTLINK_CLICK_FIELD_MAX);
+        p[0] = (u_char) (len & 0xff);
+        p[1] = (u_char) (len >> 8);
+        p += 2 + len;
+        click->nfields++;
     }
 
     /* a full queue drops the click, counts it and logs it; never the visit */

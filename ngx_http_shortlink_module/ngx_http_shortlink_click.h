@@ -20,7 +20,12 @@
 #define NGX_HTTP_SHORTLINK_CLICK_UA_MAX       512
 #define NGX_HTTP_SHORTLINK_CLICK_REFERER_MAX  1024
 #define NGX_HTTP_SHORTLINK_CLICK_FIELD_MAX    256
-#define NGX_HTTP_SHORTLINK_CLICK_FIELDS_MAX   16
+/* shortlink_click_field directives, and fields the module adds itself */
+#define NGX_HTTP_SHORTLINK_CLICK_USER_FIELDS_MAX     16
+#define NGX_HTTP_SHORTLINK_CLICK_BUILTIN_FIELDS_MAX  4
+#define NGX_HTTP_SHORTLINK_CLICK_FIELDS_MAX                                   \
+    (NGX_HTTP_SHORTLINK_CLICK_USER_FIELDS_MAX                                 \
+     + NGX_HTTP_SHORTLINK_CLICK_BUILTIN_FIELDS_MAX)
 #define NGX_HTTP_SHORTLINK_CLICK_NAME_MAX     64
 #define NGX_HTTP_SHORTLINK_VISITOR_LEN        32
 
@@ -81,6 +86,8 @@ void ngx_http_shortlink_ids_init(ngx_http_shortlink_ids_t *ids,
     ngx_log_t *log);
 ngx_int_t ngx_http_shortlink_click_record(ngx_http_request_t *r,
     ngx_str_t *code);
+ngx_int_t ngx_http_shortlink_click_record_kv(ngx_http_request_t *r,
+    ngx_str_t *code, ngx_keyval_t *builtin, ngx_uint_t nbuiltin);
 ngx_int_t ngx_http_shortlink_click_parse(u_char *rec, size_t len,
     ngx_http_shortlink_click_parts_t *parts);
 ngx_int_t ngx_http_shortlink_click_valid(u_char *rec, size_t len);

@@ -1075,7 +1075,7 @@ ngx_http_shortlink_click_field(ngx_conf_t *cf, ngx_command_t *cmd,
         }
     }
 
-    if (smcf->fields->nelts == NGX_HTTP_SHORTLINK_CLICK_FIELDS_MAX) {
+    if (smcf->fields->nelts == NGX_HTTP_SHORTLINK_CLICK_USER_FIELDS_MAX) {
         return "is given too often";
     }
 
