@@ -24,18 +24,27 @@
 -- its (link, hour) row (no per-value rows, no counting in the batch); the
 -- counting happens in the merge, once per (link, hour) every 10 seconds
 -- at most.  Backend CPU per click, record_clicks() of 200,000 clicks over
--- 1,000 links in batches of 5,000, each a new visitor, 3 extra fields per
--- click (country, language, network), /proc/<backend>/stat utime+stime
--- before and after, then the merge of everything left run to the end
--- (on a shared, loaded 2-core machine: compare the two, not the absolute
--- values): 013: batches 17.5 us, merge 3.0 us, 20.5 us in all; 014:
--- batches 21.0 us, merge 12.6 us, 33.6 us in all.  So this costs about
--- 13 us per click more, most of it counting in the merge (about 5 us of
--- the 1.6 M values of 200,000 clicks, the rest building and adding jsonb
--- maps for small (link, hour) groups).  The issue's bound (no more than
--- before) is NOT met; a variant that counted in the batch (grouping by
--- the 8 values, a jsonb map per row) was worse (45 us in the batches).
--- Counting in C in the flusher is the way left.
+-- 1,000 links (10 owners) in batches of 5,000, each a new visitor, 3 extra
+-- fields per click (country, language, network), /proc/<backend>/stat
+-- utime+stime before and after the batches, then the merge of everything
+-- left run to the end, on a shared, loaded 2-core machine (compare the
+-- two, not the absolute values; +-1 us between runs):
+--
+--                              013 (before)   014
+--   merges every 10 s          20.1 us        27.0-28.6 us
+--   batches, then one merge    18.0 us        24.2 us
+--
+-- So a click costs about 7 us more: about 1.5 us for the attrs in the
+-- batch, 4 us for counting 8 values per click in the merge (hashed
+-- aggregation; sorting costs 5.6 us), the rest adding up maps for the
+-- merged hour, the day and the owner.  The issue's bound (no more than
+-- before) is NOT met.  Tried and worse: counting in the batch (a jsonb map
+-- per (link, hour) row: 45 us, small groups, 3 levels of aggregation);
+-- adding maps pairwise in an aggregate (quadratic in the number of
+-- links of an owner); one set-based statement for all tiers (the merge
+-- turns hashed aggregation off for the sketches, so it sorted 8 values
+-- per click: 46 us).  What is left: counting in C in the flusher (values
+-- per link and hour of a batch), which would remove the 1.5 + 4 us.
 --
 -- Readers (link_stats, set_stats) never read shortlink.clicks: a purge of
 -- raw clicks changes no statistic.  Top lists are exact counts; uv,
@@ -78,6 +87,10 @@ ALTER TABLE shortlink.link_hourly_clicks
     ADD COLUMN attrs text[],
     ADD COLUMN tops jsonb;
 
+-- attrs is written once and read once: compressing it costs more than it
+-- saves (1-2 us per click)
+ALTER TABLE shortlink.link_hourly_clicks ALTER COLUMN attrs SET STORAGE EXTERNAL;
+
 COMMENT ON COLUMN shortlink.link_hourly_clicks.attrs IS
     'Rows appended by a batch: one row of 8 values per click (a two-'
     'dimensional array): referrer host, browser, os, device, '
@@ -96,13 +109,23 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                  'languages', 'networks', 'sources']
 $$;
 
+-- Counting and adding up top-list counts: hashed aggregation, whatever
+-- the caller's enable_hashagg (the merge turns it off for the sketches);
+-- sorting the values instead costs twice as much.  Maps are added up by
+-- collecting them and summing once (an aggregate that added each map to
+-- the sum so far made summing n maps cost n times the size of the sum).
+
 -- the counts of attrs arrays (concatenated) as a tops map
 CREATE FUNCTION shortlink.stats_count_attrs(p_attrs text[])
 RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET enable_hashagg = on
+AS $$
     SELECT coalesce(jsonb_object_agg(list, m), '{}')
       FROM (SELECT list, jsonb_object_agg(v, n) AS m
-              FROM (SELECT (shortlink.stats_lists())[(i - 1) % 8 + 1] AS list,
+              FROM (SELECT (ARRAY['referrers', 'browsers', 'os', 'devices',
+                                  'countries', 'languages', 'networks',
+                                  'sources'])[(i - 1) % 8 + 1] AS list,
                            v, count(*) AS n
                       FROM unnest(p_attrs) WITH ORDINALITY u(v, i)
                      WHERE v IS NOT NULL
@@ -110,32 +133,43 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
              GROUP BY list) l
 $$;
 
--- the sum of two tops maps (NULL: empty)
+-- the sum of tops maps (NULL elements: empty)
+CREATE FUNCTION shortlink.stats_tops_total(p_maps jsonb[])
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET enable_hashagg = on
+AS $$
+    SELECT coalesce(jsonb_object_agg(list, m), '{}')
+      FROM (SELECT list, jsonb_object_agg(v, n) AS m
+              FROM (SELECT t.key AS list, e.key AS v, sum(e.value::bigint) AS n
+                      FROM unnest(p_maps) x(j), jsonb_each(x.j) t,
+                           jsonb_each(t.value) e
+                     GROUP BY 1, 2) c
+             GROUP BY list) l
+$$;
+
 CREATE FUNCTION shortlink.stats_tops_add(p_a jsonb, p_b jsonb)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
            WHEN p_a IS NULL OR p_a = '{}' THEN coalesce(p_b, '{}')
            WHEN p_b IS NULL OR p_b = '{}' THEN p_a
-           ELSE (SELECT coalesce(jsonb_object_agg(list, m), '{}')
-                   FROM (SELECT list, jsonb_object_agg(v, n) AS m
-                           FROM (SELECT t.key AS list, e.key AS v,
-                                        sum(e.value::bigint) AS n
-                                   FROM (VALUES (p_a), (p_b)) x(j),
-                                        jsonb_each(x.j) t,
-                                        jsonb_each(t.value) e
-                                  GROUP BY 1, 2) c
-                          GROUP BY list) l)
+           ELSE shortlink.stats_tops_total(ARRAY[p_a, p_b])
            END
 $$;
 
+COMMENT ON FUNCTION shortlink.stats_tops_add(jsonb, jsonb) IS
+    'The sum of two tops maps (see link_hourly_clicks.tops; NULL: empty)';
+
 CREATE AGGREGATE shortlink.stats_tops_sum(jsonb) (
-    SFUNC = shortlink.stats_tops_add,
-    STYPE = jsonb
+    SFUNC = array_append,
+    STYPE = jsonb[],
+    FINALFUNC = shortlink.stats_tops_total,
+    INITCOND = '{}'
 );
 
 COMMENT ON AGGREGATE shortlink.stats_tops_sum(jsonb) IS
-    'The sum of tops maps (see link_hourly_clicks.tops); NULL for no rows';
+    'The sum of tops maps (see link_hourly_clicks.tops); {} for no rows';
 
 -- backfill: the merged hours' counts from the raw clicks still kept
 -- (hours whose clicks were purged before this migration have no top lists)
@@ -256,12 +290,12 @@ BEGIN
           FROM gone
          WHERE visitors IS NULL
          GROUP BY code, hour
-    ), kept AS (
+    ), kept AS MATERIALIZED (
         -- the merged row(s) already there
         SELECT code, hour, sum(pv) AS pv, sum(bots) AS bots,
                shortlink.hll_union_agg(visitors) AS visitors,
                shortlink.hll_union_agg(ips) AS ips,
-               shortlink.stats_tops_sum(tops) AS tops
+               array_agg(tops) AS tops
           FROM gone
          WHERE visitors IS NOT NULL
          GROUP BY code, hour
@@ -271,33 +305,42 @@ BEGIN
         SELECT d.code, d.hour, d.pv + coalesce(k.pv, 0), d.bots + coalesce(k.bots, 0),
                shortlink.hll_union(d.visitors, coalesce(k.visitors, empty)),
                shortlink.hll_union(d.ips, coalesce(k.ips, empty)),
-               shortlink.stats_tops_add(k.tops, d.tops)
+               CASE WHEN k.tops IS NULL THEN d.tops
+                    ELSE shortlink.stats_tops_total(k.tops || d.tops) END
           FROM delta d
           LEFT JOIN kept k ON k.code = d.code AND k.hour = d.hour
         RETURNING 1
     ), daily AS (
+        -- the sum of the day's stored counts and the new ones, in one go
         INSERT INTO shortlink.link_daily_tops AS t (code, day, tops)
-        SELECT code, date_bin('1 day', hour, epoch), shortlink.stats_tops_sum(tops)
-          FROM delta
-         GROUP BY 1, 2
-        ON CONFLICT (code, day) DO UPDATE
-           SET tops = shortlink.stats_tops_add(t.tops, excluded.tops)
+        SELECT d.code, d.day, shortlink.stats_tops_total(d.maps || t.tops)
+          FROM (SELECT code, date_bin('1 day', hour, epoch) AS day,
+                       array_agg(tops) AS maps
+                  FROM delta
+                 GROUP BY 1, 2) d
+          LEFT JOIN shortlink.link_daily_tops t ON t.code = d.code AND t.day = d.day
+        ON CONFLICT (code, day) DO UPDATE SET tops = excluded.tops
     ), owners AS (
         INSERT INTO shortlink.owner_hourly_clicks AS o
                (owner, hour, pv, bots, visitors, ips, tops)
-        SELECT l.owner, d.hour, sum(d.pv), sum(d.bots),
-               shortlink.hll_union_agg(d.visitors), shortlink.hll_union_agg(d.ips),
-               shortlink.stats_tops_sum(d.tops)
-          FROM delta d
-          JOIN shortlink.links l ON l.code = d.code
-         WHERE l.owner IS NOT NULL
-         GROUP BY l.owner, d.hour
+        SELECT x.owner, x.hour, x.pv, x.bots, x.visitors, x.ips,
+               shortlink.stats_tops_total(x.maps || o.tops)
+          FROM (SELECT l.owner, d.hour, sum(d.pv) AS pv, sum(d.bots) AS bots,
+                       shortlink.hll_union_agg(d.visitors) AS visitors,
+                       shortlink.hll_union_agg(d.ips) AS ips,
+                       array_agg(d.tops) AS maps
+                  FROM delta d
+                  JOIN shortlink.links l ON l.code = d.code
+                 WHERE l.owner IS NOT NULL
+                 GROUP BY l.owner, d.hour) x
+          LEFT JOIN shortlink.owner_hourly_clicks o
+                 ON o.owner = x.owner AND o.hour = x.hour
         ON CONFLICT (owner, hour) DO UPDATE
            SET pv = o.pv + excluded.pv,
                bots = o.bots + excluded.bots,
                visitors = shortlink.hll_union(o.visitors, excluded.visitors),
                ips = shortlink.hll_union(o.ips, excluded.ips),
-               tops = shortlink.stats_tops_add(o.tops, excluded.tops)
+               tops = excluded.tops
     )
     SELECT count(*) INTO n FROM merged;
 
