@@ -188,31 +188,7 @@ UPDATE shortlink.link_hourly_clicks h
  WHERE h.code = s.code AND h.hour = s.hour;
 
 
--- --- daily top lists of a link --------------------------------------------------
-
-CREATE TABLE shortlink.link_daily_tops (
-    code  text        COLLATE "C" NOT NULL,
-    day   timestamptz NOT NULL,
-    tops  jsonb       NOT NULL,
-
-    PRIMARY KEY (code, day),
-    CONSTRAINT link_daily_tops_whole_day
-        CHECK (day = date_bin('1 day', day, timestamptz '1970-01-01 00:00:00+00'))
-);
-
-COMMENT ON TABLE shortlink.link_daily_tops IS
-    'Per link and UTC day (day = its start): the sum of the tops of the '
-    'day''s merged hourly rows, kept equal to it by compact_hourly_clicks '
-    '(same statement).  Read for the whole UTC days of a range';
-
-INSERT INTO shortlink.link_daily_tops (code, day, tops)
-SELECT code, date_bin('1 day', hour, timestamptz '1970-01-01 00:00:00+00'),
-       coalesce(shortlink.stats_tops_sum(tops), '{}')
-  FROM shortlink.link_hourly_clicks
- GROUP BY 1, 2;
-
-
--- --- an owner's links per hour ----------------------------------------------------
+-- --- the owner tier, and the daily tiers -------------------------------------------
 
 CREATE TABLE shortlink.owner_hourly_clicks (
     owner     text        NOT NULL,
@@ -235,24 +211,78 @@ COMMENT ON TABLE shortlink.owner_hourly_clicks IS
     'tops.  Added to by compact_hourly_clicks in the statement that merges '
     'the links'' rows; links without an owner are not in it';
 
+CREATE TABLE shortlink.link_daily_clicks (
+    code      text        COLLATE "C" NOT NULL,
+    day       timestamptz NOT NULL,
+    pv        bigint      NOT NULL,
+    bots      bigint      NOT NULL,
+    visitors  shortlink.hll NOT NULL,
+    ips       shortlink.hll NOT NULL,
+    tops      jsonb       NOT NULL,
+
+    PRIMARY KEY (code, day),
+    CONSTRAINT link_daily_clicks_whole_day
+        CHECK (day = date_bin('1 day', day, timestamptz '1970-01-01 00:00:00+00'))
+);
+
+COMMENT ON TABLE shortlink.link_daily_clicks IS
+    'Per link and UTC day (day = its start): the sum of the day''s merged '
+    'hourly rows (pv, bots, union of the sketches, sum of the tops), kept '
+    'equal to it by compact_hourly_clicks (same statement).  Read for the '
+    'whole UTC days of a range when nothing needs its hours';
+
+CREATE TABLE shortlink.owner_daily_clicks (
+    owner     text        NOT NULL,
+    day       timestamptz NOT NULL,
+    pv        bigint      NOT NULL,
+    bots      bigint      NOT NULL,
+    visitors  shortlink.hll NOT NULL,
+    ips       shortlink.hll NOT NULL,
+    tops      jsonb       NOT NULL,
+
+    PRIMARY KEY (owner, day),
+    CONSTRAINT owner_daily_clicks_whole_day
+        CHECK (day = date_bin('1 day', day, timestamptz '1970-01-01 00:00:00+00'))
+);
+
+COMMENT ON TABLE shortlink.owner_daily_clicks IS
+    'Per owner and UTC day: the sum of owner_hourly_clicks of the day, kept '
+    'equal to it by compact_hourly_clicks (same statement)';
+
 SET LOCAL enable_hashagg = off;
+
 INSERT INTO shortlink.owner_hourly_clicks
 SELECT l.owner, h.hour, sum(h.pv), sum(h.bots),
        shortlink.hll_union_agg(h.visitors), shortlink.hll_union_agg(h.ips),
-       coalesce(shortlink.stats_tops_sum(h.tops), '{}')
+       shortlink.stats_tops_sum(h.tops)
   FROM shortlink.link_hourly_clicks h
   JOIN shortlink.links l ON l.code = h.code
  WHERE l.owner IS NOT NULL
  GROUP BY l.owner, h.hour;
+
+INSERT INTO shortlink.link_daily_clicks
+SELECT code, date_bin('1 day', hour, timestamptz '1970-01-01 00:00:00+00'),
+       sum(pv), sum(bots), shortlink.hll_union_agg(visitors),
+       shortlink.hll_union_agg(ips), shortlink.stats_tops_sum(tops)
+  FROM shortlink.link_hourly_clicks
+ GROUP BY 1, 2;
+
+INSERT INTO shortlink.owner_daily_clicks
+SELECT owner, date_bin('1 day', hour, timestamptz '1970-01-01 00:00:00+00'),
+       sum(pv), sum(bots), shortlink.hll_union_agg(visitors),
+       shortlink.hll_union_agg(ips), shortlink.stats_tops_sum(tops)
+  FROM shortlink.owner_hourly_clicks
+ GROUP BY 1, 2;
+
 RESET enable_hashagg;
 
 
 -- --- the merge -----------------------------------------------------------------------
 
 -- compact_hourly_clicks of 010, which now also counts the batches' attrs
--- into tops and adds what it merges to link_daily_tops and
--- owner_hourly_clicks, all in one statement: a reader sees every tier
--- before the merge or every tier after it
+-- into tops and adds what it merges to link_daily_clicks,
+-- owner_hourly_clicks and owner_daily_clicks, all in one statement: a
+-- reader sees every tier before the merge or every tier after it
 CREATE OR REPLACE FUNCTION shortlink.compact_hourly_clicks(p_limit integer DEFAULT 5000)
 RETURNS integer
 LANGUAGE plpgsql
@@ -311,31 +341,64 @@ BEGIN
           LEFT JOIN kept k ON k.code = d.code AND k.hour = d.hour
         RETURNING 1
     ), daily AS (
-        -- the sum of the day's stored counts and the new ones, in one go
-        INSERT INTO shortlink.link_daily_tops AS t (code, day, tops)
-        SELECT d.code, d.day, shortlink.stats_tops_total(d.maps || t.tops)
+        -- a day's stored figures plus the new ones; the counts summed in
+        -- one go
+        INSERT INTO shortlink.link_daily_clicks AS t
+               (code, day, pv, bots, visitors, ips, tops)
+        SELECT x.code, x.day, x.pv, x.bots, x.visitors, x.ips,
+               shortlink.stats_tops_total(x.maps || t.tops)
           FROM (SELECT code, date_bin('1 day', hour, epoch) AS day,
+                       sum(pv) AS pv, sum(bots) AS bots,
+                       shortlink.hll_union_agg(visitors) AS visitors,
+                       shortlink.hll_union_agg(ips) AS ips,
                        array_agg(tops) AS maps
                   FROM delta
-                 GROUP BY 1, 2) d
-          LEFT JOIN shortlink.link_daily_tops t ON t.code = d.code AND t.day = d.day
-        ON CONFLICT (code, day) DO UPDATE SET tops = excluded.tops
+                 GROUP BY 1, 2) x
+          LEFT JOIN shortlink.link_daily_clicks t ON t.code = x.code AND t.day = x.day
+        ON CONFLICT (code, day) DO UPDATE
+           SET pv = t.pv + excluded.pv,
+               bots = t.bots + excluded.bots,
+               visitors = shortlink.hll_union(t.visitors, excluded.visitors),
+               ips = shortlink.hll_union(t.ips, excluded.ips),
+               tops = excluded.tops
+    ), od AS MATERIALIZED (
+        -- the new figures per owner and hour
+        SELECT l.owner, d.hour, sum(d.pv) AS pv, sum(d.bots) AS bots,
+               shortlink.hll_union_agg(d.visitors) AS visitors,
+               shortlink.hll_union_agg(d.ips) AS ips,
+               array_agg(d.tops) AS maps
+          FROM delta d
+          JOIN shortlink.links l ON l.code = d.code
+         WHERE l.owner IS NOT NULL
+         GROUP BY l.owner, d.hour
     ), owners AS (
         INSERT INTO shortlink.owner_hourly_clicks AS o
                (owner, hour, pv, bots, visitors, ips, tops)
         SELECT x.owner, x.hour, x.pv, x.bots, x.visitors, x.ips,
                shortlink.stats_tops_total(x.maps || o.tops)
-          FROM (SELECT l.owner, d.hour, sum(d.pv) AS pv, sum(d.bots) AS bots,
-                       shortlink.hll_union_agg(d.visitors) AS visitors,
-                       shortlink.hll_union_agg(d.ips) AS ips,
-                       array_agg(d.tops) AS maps
-                  FROM delta d
-                  JOIN shortlink.links l ON l.code = d.code
-                 WHERE l.owner IS NOT NULL
-                 GROUP BY l.owner, d.hour) x
+          FROM od x
           LEFT JOIN shortlink.owner_hourly_clicks o
                  ON o.owner = x.owner AND o.hour = x.hour
         ON CONFLICT (owner, hour) DO UPDATE
+           SET pv = o.pv + excluded.pv,
+               bots = o.bots + excluded.bots,
+               visitors = shortlink.hll_union(o.visitors, excluded.visitors),
+               ips = shortlink.hll_union(o.ips, excluded.ips),
+               tops = excluded.tops
+    ), owner_days AS (
+        INSERT INTO shortlink.owner_daily_clicks AS o
+               (owner, day, pv, bots, visitors, ips, tops)
+        SELECT x.owner, x.day, x.pv, x.bots, x.visitors, x.ips,
+               shortlink.stats_tops_total(x.maps || o.tops)
+          FROM (SELECT owner, date_bin('1 day', hour, epoch) AS day,
+                       sum(pv) AS pv, sum(bots) AS bots,
+                       shortlink.hll_union_agg(visitors) AS visitors,
+                       shortlink.hll_union_agg(ips) AS ips,
+                       shortlink.array_cat_agg(maps) AS maps
+                  FROM od
+                 GROUP BY 1, 2) x
+          LEFT JOIN shortlink.owner_daily_clicks o ON o.owner = x.owner AND o.day = x.day
+        ON CONFLICT (owner, day) DO UPDATE
            SET pv = o.pv + excluded.pv,
                bots = o.bots + excluded.bots,
                visitors = shortlink.hll_union(o.visitors, excluded.visitors),
@@ -352,7 +415,8 @@ COMMENT ON FUNCTION shortlink.compact_hourly_clicks(integer) IS
     'Merges the rows of up to p_limit (code, hour) pairs that have rows '
     'appended by batches into one row each (sums, union of the sketches, '
     'attrs counted into tops: the figures do not change) and adds what it '
-    'merged to link_daily_tops and owner_hourly_clicks; oldest hours '
+    'merged to link_daily_clicks, owner_hourly_clicks and '
+    'owner_daily_clicks; oldest hours '
     'first; returns how many pairs it merged.  record_clicks calls it every '
     '10 seconds at most; call it in a loop until it returns 0 to merge '
     'everything, e.g. after a backlog';
@@ -576,7 +640,15 @@ BEGIN
        SET visitors = empty, ips = empty
      WHERE hour < p_before AND (visitors <> empty OR ips <> empty);
     GET DIAGNOSTICS m = ROW_COUNT;
-    RETURN n + m;
+    n := n + m;
+    -- days wholly before p_before
+    UPDATE shortlink.link_daily_clicks
+       SET visitors = empty, ips = empty
+     WHERE day + interval '1 day' <= p_before AND (visitors <> empty OR ips <> empty);
+    UPDATE shortlink.owner_daily_clicks
+       SET visitors = empty, ips = empty
+     WHERE day + interval '1 day' <= p_before AND (visitors <> empty OR ips <> empty);
+    RETURN n;
 END;
 $$;
 
@@ -584,36 +656,68 @@ COMMENT ON FUNCTION shortlink.drop_click_sets(timestamptz) IS
     'Retention for the personal data in the rollups (hash arrays, and '
     'sketches of up to 320 values hold hashes): empties the visitor and '
     'address sketches and hash arrays of hours before p_before, per link '
-    'and per owner (pv counters and top lists are kept; uv, unique IPs '
+    'and per owner, and of the days wholly before it (pv counters and top '
+    'lists are kept; uv, unique IPs '
     'and new/returning visitors of those hours become 0).  Returns the '
     'hourly rows emptied';
 
 
 -- --- reading ------------------------------------------------------------------------------
 
--- the hourly rows of a link set or an owner in [p_from, p_to), oldest
--- first: several rows per hour possible (links, rows not merged yet), not
--- aggregated: the caller adds them up per bucket.  (hll_union_agg per
--- hour costs a 128 kB state per group, 0.3 ms an hour; hll_union of two
--- sketches 5 us.)  p_owner not NULL: the owner tier and the rows of the
--- owner's links not merged yet; else the links p_codes
-CREATE FUNCTION shortlink.stats_hours(p_codes text[], p_owner text,
-                                      p_from timestamptz, p_to timestamptz)
-RETURNS TABLE (hour timestamptz, pv bigint, bots bigint,
+-- the whole UTC days of [p_from, p_to): [d_from, d_to), empty when
+-- d_from >= d_to
+CREATE FUNCTION shortlink.stats_days(p_from timestamptz, p_to timestamptz,
+                                     OUT d_from timestamptz, OUT d_to timestamptz)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT date_bin('1 day', p_from + interval '1 day' - interval '1 microsecond',
+                    timestamptz '1970-01-01 00:00:00+00'),
+           date_bin('1 day', p_to, timestamptz '1970-01-01 00:00:00+00')
+$$;
+
+-- the rows of a link set or an owner in [p_from, p_to), oldest first,
+-- t = the start of the hour or, with p_daily, of the whole UTC days of
+-- the range read from the daily tier (the merged part of a day; rows
+-- appended by batches and not merged yet always come as hours).  Several
+-- rows per t possible (links, rows not merged yet), not aggregated: the
+-- caller adds them up per bucket (hll_union_agg per hour costs a 128 kB
+-- state per group, 0.3 ms an hour; hll_union of two sketches 5-40 us).
+-- p_owner not NULL: the owner tiers and the rows of the owner's links not
+-- merged yet; else the links p_codes
+CREATE FUNCTION shortlink.stats_rows(p_codes text[], p_owner text,
+                                     p_from timestamptz, p_to timestamptz,
+                                     p_daily boolean)
+RETURNS TABLE (t timestamptz, pv bigint, bots bigint,
                visitors shortlink.hll, ips shortlink.hll)
 LANGUAGE sql STABLE AS $$
+    WITH b AS (
+        SELECT CASE WHEN p_daily THEN d.d_from ELSE p_to END AS d_from,
+               CASE WHEN p_daily THEN d.d_to ELSE p_to END AS d_to
+          FROM shortlink.stats_days(p_from, p_to) d
+    )
     SELECT r.*
-      FROM (SELECT h.hour, h.pv, h.bots,
+      FROM (SELECT x.day, x.pv, x.bots, x.visitors, x.ips
+              FROM shortlink.link_daily_clicks x, b
+             WHERE p_owner IS NULL AND x.code = ANY (p_codes)
+               AND x.day >= b.d_from AND x.day < b.d_to
+            UNION ALL
+            SELECT h.hour, h.pv, h.bots,
                    coalesce(h.visitors, shortlink.hll_of(h.visitor_hashes)),
                    coalesce(h.ips, shortlink.hll_of(h.ip_hashes))
-              FROM shortlink.link_hourly_clicks h
+              FROM shortlink.link_hourly_clicks h, b
              WHERE p_owner IS NULL AND h.code = ANY (p_codes)
                AND h.hour >= p_from AND h.hour < p_to
+               AND (h.visitors IS NULL OR h.hour < b.d_from OR h.hour >= b.d_to)
+            UNION ALL
+            SELECT x.day, x.pv, x.bots, x.visitors, x.ips
+              FROM shortlink.owner_daily_clicks x, b
+             WHERE p_owner IS NOT NULL AND x.owner = p_owner
+               AND x.day >= b.d_from AND x.day < b.d_to
             UNION ALL
             SELECT o.hour, o.pv, o.bots, o.visitors, o.ips
-              FROM shortlink.owner_hourly_clicks o
+              FROM shortlink.owner_hourly_clicks o, b
              WHERE p_owner IS NOT NULL AND o.owner = p_owner
                AND o.hour >= p_from AND o.hour < p_to
+               AND (o.hour < b.d_from OR o.hour >= b.d_to)
             UNION ALL
             SELECT h.hour, h.pv, h.bots, shortlink.hll_of(h.visitor_hashes),
                    shortlink.hll_of(h.ip_hashes)
@@ -625,35 +729,62 @@ LANGUAGE sql STABLE AS $$
      ORDER BY 1
 $$;
 
--- the top lists of a link set or an owner over [p_from, p_to): for links,
--- link_daily_tops for the whole UTC days of the range and the hourly rows
--- for the rest; for an owner, its hourly tier.  Rows appended by batches
--- and not merged yet are counted from their attrs
+-- pv per hour of a link set or an owner in [p_from, p_to) (for the
+-- distributions; the sketches are not read)
+CREATE FUNCTION shortlink.stats_pv_hours(p_codes text[], p_owner text,
+                                         p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (hour timestamptz, pv bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT h.hour, h.pv
+      FROM shortlink.link_hourly_clicks h
+     WHERE p_owner IS NULL AND h.code = ANY (p_codes)
+       AND h.hour >= p_from AND h.hour < p_to
+    UNION ALL
+    SELECT o.hour, o.pv
+      FROM shortlink.owner_hourly_clicks o
+     WHERE p_owner IS NOT NULL AND o.owner = p_owner
+       AND o.hour >= p_from AND o.hour < p_to
+    UNION ALL
+    SELECT h.hour, h.pv
+      FROM shortlink.link_hourly_clicks h
+      JOIN shortlink.links l ON l.code = h.code
+     WHERE p_owner IS NOT NULL AND l.owner = p_owner
+       AND h.visitors IS NULL
+       AND h.hour >= p_from AND h.hour < p_to
+$$;
+
+-- the top lists of a link set or an owner over [p_from, p_to): the daily
+-- tier for the whole UTC days of the range, the hourly rows for the rest;
+-- rows appended by batches and not merged yet are counted from their
+-- attrs
 CREATE FUNCTION shortlink.stats_top(p_codes text[], p_owner text,
                                     p_from timestamptz, p_to timestamptz)
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     WITH b AS (
-        -- the whole UTC days inside the range
-        SELECT date_bin('1 day', p_from + interval '1 day' - interval '1 microsecond',
-                        timestamptz '1970-01-01 00:00:00+00') AS d_from,
-               date_bin('1 day', p_to, timestamptz '1970-01-01 00:00:00+00') AS d_to
+        SELECT * FROM shortlink.stats_days(p_from, p_to)
     ), r AS (
-        SELECT t.tops, NULL::text[] AS attrs
-          FROM shortlink.link_daily_tops t, b
-         WHERE p_owner IS NULL AND t.code = ANY (p_codes)
-           AND t.day >= b.d_from AND t.day < b.d_to
+        SELECT x.tops, NULL::text[] AS attrs
+          FROM shortlink.link_daily_clicks x, b
+         WHERE p_owner IS NULL AND x.code = ANY (p_codes)
+           AND x.day >= b.d_from AND x.day < b.d_to
         UNION ALL
         SELECT h.tops, NULL
           FROM shortlink.link_hourly_clicks h, b
          WHERE p_owner IS NULL AND h.code = ANY (p_codes)
            AND h.hour >= p_from AND h.hour < p_to AND h.visitors IS NOT NULL
-           AND NOT (h.hour >= b.d_from AND h.hour < b.d_to)
+           AND (h.hour < b.d_from OR h.hour >= b.d_to)
+        UNION ALL
+        SELECT x.tops, NULL
+          FROM shortlink.owner_daily_clicks x, b
+         WHERE p_owner IS NOT NULL AND x.owner = p_owner
+           AND x.day >= b.d_from AND x.day < b.d_to
         UNION ALL
         SELECT o.tops, NULL
-          FROM shortlink.owner_hourly_clicks o
+          FROM shortlink.owner_hourly_clicks o, b
          WHERE p_owner IS NOT NULL AND o.owner = p_owner
            AND o.hour >= p_from AND o.hour < p_to
+           AND (o.hour < b.d_from OR o.hour >= b.d_to)
         UNION ALL
         SELECT NULL, h.attrs
           FROM shortlink.link_hourly_clicks h
@@ -777,6 +908,7 @@ DECLARE
     r        record;
     ret      bigint;
     starts   timestamptz[];
+    aligned  boolean;
     bi       integer;
     b_pv     bigint := 0;
     b_v      shortlink.hll;
@@ -826,8 +958,10 @@ BEGIN
 
     -- the visitors seen before the range, for new vs returning (one
     -- aggregate, no groups)
+    -- (clicks are from 2000 on, see record_clicks)
     SELECT shortlink.hll_union_agg(h.visitors) INTO cum
-      FROM shortlink.stats_hours(p_codes, p_owner, '-infinity', v_from) h;
+      FROM shortlink.stats_rows(p_codes, p_owner, '2000-01-01 00:00:00+00', v_from,
+                                true) h;
     cum := coalesce(cum, empty);
     before_n := shortlink.hll_cardinality(cum);
     tot := empty;
@@ -845,20 +979,23 @@ BEGIN
                                         AT TIME ZONE p_tz)::date::timestamp,
                                    interval '1 day') d);
     END IF;
+    -- day buckets that are UTC days (zone UTC, or an offset of 0 all along)
+    -- read the whole days from the daily tier
+    aligned := p_interval = 'day'
+               AND NOT EXISTS (SELECT FROM unnest(starts) x
+                                WHERE x <> date_bin('1 day', x, epoch));
 
-    -- the hours in order, each added to its bucket (sketches by
+    -- the rows in order, each added to its bucket (sketches by
     -- hll_union); a bucket is written out when the next one starts, its
     -- sketch set against the union of all before it
     bi := 1;
     FOR r IN
-        SELECT h.hour, h.pv, h.bots, h.visitors, h.ips,
+        SELECT h.pv, h.bots, h.visitors, h.ips,
                CASE p_interval
-               WHEN 'hour' THEN h.hour
-               ELSE ((h.hour AT TIME ZONE p_tz)::date::timestamp AT TIME ZONE p_tz)
-               END AS t,
-               extract(hour FROM h.hour AT TIME ZONE p_tz)::integer AS hod,
-               extract(isodow FROM h.hour AT TIME ZONE p_tz)::integer AS dow
-          FROM shortlink.stats_hours(p_codes, p_owner, v_from, v_to) h
+               WHEN 'hour' THEN h.t
+               ELSE ((h.t AT TIME ZONE p_tz)::date::timestamp AT TIME ZONE p_tz)
+               END AS t
+          FROM shortlink.stats_rows(p_codes, p_owner, v_from, v_to, aligned) h
     LOOP
         WHILE starts[bi] < r.t LOOP
             items := array_append(items, shortlink.stats_bucket(starts[bi], p_tz,
@@ -880,8 +1017,6 @@ BEGIN
                     ELSE shortlink.hll_union(b_i, r.ips) END;
         pv := pv + r.pv;
         bots := bots + r.bots;
-        hod[r.hod + 1] := hod[r.hod + 1] + r.pv;
-        wd[r.dow] := wd[r.dow] + r.pv;
     END LOOP;
     WHILE bi <= cardinality(starts) LOOP
         items := array_append(items, shortlink.stats_bucket(starts[bi], p_tz,
@@ -895,6 +1030,18 @@ BEGIN
         b_v := NULL;
         b_i := NULL;
         bi := bi + 1;
+    END LOOP;
+
+    -- pv per local hour of the day and weekday
+    FOR r IN
+        SELECT extract(hour FROM x.hour AT TIME ZONE p_tz)::integer AS hod,
+               extract(isodow FROM x.hour AT TIME ZONE p_tz)::integer AS dow,
+               sum(x.pv)::bigint AS pv
+          FROM shortlink.stats_pv_hours(p_codes, p_owner, v_from, v_to) x
+         GROUP BY 1, 2
+    LOOP
+        hod[r.hod + 1] := hod[r.hod + 1] + r.pv;
+        wd[r.dow] := wd[r.dow] + r.pv;
     END LOOP;
 
     -- cum is now the union of everything before the range and the range
@@ -912,10 +1059,10 @@ BEGIN
                'unique_ips', coalesce(round(shortlink.hll_cardinality(
                                  shortlink.hll_union_agg(h.ips))), 0)::bigint)
       INTO today
-      FROM shortlink.stats_hours(p_codes, p_owner,
+      FROM shortlink.stats_rows(p_codes, p_owner,
                date_bin('1 hour', midnight + interval '1 hour'
                                   - interval '1 microsecond', epoch),
-               'infinity') h;
+               now() + interval '3 days', false) h;
 
     RETURN jsonb_build_object(
         'from',     shortlink.stats_iso(v_from, p_tz),

@@ -24,7 +24,8 @@ sub cleanup {
         SELECT shortlink.set_click_retention(NULL);
         DELETE FROM shortlink.clicks WHERE code LIKE '$P%';
         DELETE FROM shortlink.link_hourly_clicks WHERE code LIKE '$P%';
-        DELETE FROM shortlink.link_daily_tops WHERE code LIKE '$P%';
+        DELETE FROM shortlink.link_daily_clicks WHERE code LIKE '$P%';
+        DELETE FROM shortlink.owner_daily_clicks WHERE owner LIKE '$P-%';
         DELETE FROM shortlink.owner_hourly_clicks WHERE owner LIKE '$P-%';
         DELETE FROM shortlink.links WHERE owner LIKE '$P-%' OR code LIKE '$P%';
         DELETE FROM shortlink.api_keys WHERE owner LIKE '$P-%';
@@ -197,6 +198,13 @@ my @cases = (
                                '2026-10-27 00:00+00', 'day', 'Europe/Berlin') } ],
     [ 'tag', sub { set_stats("$P-a", 'camp', '2026-10-24 00:00+00',
                              '2026-10-27 00:00+00') } ],
+    # whole UTC days come from the daily tiers once merged
+    [ 'link, UTC days', sub { stats("${P}a", '2026-10-24 00:00+00',
+                                    '2026-10-27 00:00+00') } ],
+    [ 'owner, UTC days', sub { set_stats("$P-a", undef, '2026-10-24 00:00+00',
+                                         '2026-10-27 00:00+00') } ],
+    [ 'link, later range', sub { stats("${P}a", '2026-10-26 00:00+00',
+                                       '2026-10-28 00:00+00') } ],
 );
 my %before = map { $_->[0] => $_->[1]->() } @cases;
 merge_all();
@@ -228,6 +236,8 @@ is(sql_value("SELECT count(*) FROM shortlink.clicks WHERE code = '${P}p'"), 0,
    'the raw clicks are gone');
 sql('SELECT shortlink.set_click_retention(NULL)');
 is_deeply($p_stats->(), $p_before, 'every figure unchanged after the purge');
+merge_all();
+is_deeply($p_stats->(), $p_before, 'and after the merge of their rows');
 
 # --- today --------------------------------------------------------------------------
 
