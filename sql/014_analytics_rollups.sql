@@ -382,7 +382,8 @@ BEGIN
                shortlink.hll_union_agg(d.ips) AS ips,
                array_agg(d.tops) AS maps
           FROM delta d
-          JOIN shortlink.links l ON l.code = d.code
+          -- (links.code has the default collation, so that its key is used)
+          JOIN shortlink.links l ON l.code = d.code COLLATE "default"
          WHERE l.owner IS NOT NULL
          GROUP BY l.owner, d.hour
     ), owners AS (
@@ -736,8 +737,11 @@ LANGUAGE sql STABLE AS $$
             SELECT h.hour, h.pv, h.bots, shortlink.hll_of(h.visitor_hashes),
                    shortlink.hll_of(h.ip_hashes)
               FROM shortlink.link_hourly_clicks h
-              JOIN shortlink.links l ON l.code = h.code
-             WHERE p_owner IS NOT NULL AND l.owner = p_owner
+             WHERE p_owner IS NOT NULL
+               -- few rows: each link by its key, never a scan of links
+               AND (SELECT x.owner FROM shortlink.links x
+                    WHERE x.code = h.code COLLATE "default")
+                   = p_owner
                AND h.visitors IS NULL
                AND h.hour >= p_from AND h.hour < p_to) r
      ORDER BY 1
@@ -761,8 +765,9 @@ LANGUAGE sql STABLE AS $$
     UNION ALL
     SELECT h.hour, h.pv
       FROM shortlink.link_hourly_clicks h
-      JOIN shortlink.links l ON l.code = h.code
-     WHERE p_owner IS NOT NULL AND l.owner = p_owner
+     WHERE p_owner IS NOT NULL
+       AND (SELECT x.owner FROM shortlink.links x
+                    WHERE x.code = h.code COLLATE "default") = p_owner
        AND h.visitors IS NULL
        AND h.hour >= p_from AND h.hour < p_to
 $$;
@@ -807,8 +812,9 @@ LANGUAGE sql STABLE AS $$
         UNION ALL
         SELECT NULL, h.attrs
           FROM shortlink.link_hourly_clicks h
-          JOIN shortlink.links l ON l.code = h.code
-         WHERE p_owner IS NOT NULL AND l.owner = p_owner
+         WHERE p_owner IS NOT NULL
+           AND (SELECT x.owner FROM shortlink.links x
+                    WHERE x.code = h.code COLLATE "default") = p_owner
            AND h.hour >= p_from AND h.hour < p_to AND h.visitors IS NULL
     ), c AS (
         SELECT t.key AS list, e.key AS value, e.value::bigint AS n
@@ -1138,6 +1144,10 @@ COMMENT ON FUNCTION shortlink.link_stats(text, timestamptz, timestamptz, text, t
     'about 1.6 % standard error); new vs returning by inclusion-exclusion '
     'of sketches (see sql/014).  Raises 22023 for a bad interval, unknown '
     'time zone, to before from or more than 10000 buckets';
+
+-- set_stats counts and finds an owner's links, soft-deleted ones included
+-- (the indexes of 004 are of live links only)
+CREATE INDEX links_owner ON shortlink.links (owner);
 
 CREATE FUNCTION shortlink.set_stats(p_owner text, p_tag text, p_from timestamptz,
                                     p_to timestamptz, p_interval text DEFAULT 'day',
