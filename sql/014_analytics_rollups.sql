@@ -50,7 +50,8 @@
 -- (the merge turns hashed aggregation off for the sketches, so it sorted
 -- 8 values per click: 46 us).  Left to do: counting in C in the flusher
 -- (values per link and hour of a batch), and building the daily tiers
--- once per closed day instead of at every merge.
+-- once per closed day instead of at every merge (the same run without the
+-- daily tiers' upserts: 22.7 us, so they are 6-9 us of it here).
 --
 -- Reads (1,100,000 clicks: 1,000,000 on one link over 30 days, 100,000
 -- over 999 more links of the same owner, 100 of them tagged; merged;
