@@ -455,3 +455,940 @@ $$;
 COMMENT ON FUNCTION shortlink.api_check_link(jsonb, boolean, text) IS
     'api_check_link_004 (see there), plus: the codes _p<digits> are '
     'reserved for profile views (links_code_not_profile)';
+
+
+-- --- API ----------------------------------------------------------------------
+--
+-- Routes in shortlink.api_routes (sql/013): /profiles, /profiles/{username},
+-- /profiles/{username}/entries, /profiles/{username}/entries/{code},
+-- /profiles/{username}/stats.  Owner keys see and change only their own
+-- profiles (403 for another owner's), admin keys all of them; a profile's
+-- owner is the owner of the key that created it.  As in sql/004: nothing
+-- is written when the answer is an error, no dynamic SQL, every value a
+-- parameter.
+
+-- an entry as the API shows it
+CREATE FUNCTION shortlink.api_entry_json(e shortlink.profile_entries, p_base_url text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object(
+        'code',          e.link_code,
+        'short_url',     rtrim(p_base_url, '/') || '/' || e.link_code,
+        'title',         e.title,
+        'enabled',       e.enabled,
+        'visible_from',  shortlink.api_iso(e.visible_from),
+        'visible_until', shortlink.api_iso(e.visible_until))
+$$;
+
+COMMENT ON FUNCTION shortlink.api_entry_json(shortlink.profile_entries, text) IS
+    'A profile entry as the API shows it: code, short_url, title, enabled, '
+    'visible_from, visible_until (ISO 8601 UTC or null)';
+
+-- a profile as the API shows it, with its entries in page order
+CREATE FUNCTION shortlink.api_profile_json(p shortlink.profiles, p_base_url text)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'username',     p.username,
+        'display_name', p.display_name,
+        'bio',          p.bio,
+        'avatar_url',   p.avatar_url,
+        'theme',        p.theme,
+        'owner',        p.owner,
+        'entries',      coalesce((SELECT jsonb_agg(shortlink.api_entry_json(e, p_base_url)
+                                                   ORDER BY e.position)
+                                    FROM shortlink.profile_entries e
+                                   WHERE e.profile_id = p.id), '[]'),
+        'created_at',   shortlink.api_iso(p.created_at),
+        'updated_at',   shortlink.api_iso(p.updated_at),
+        'version',      p.version)
+$$;
+
+COMMENT ON FUNCTION shortlink.api_profile_json(shortlink.profiles, text) IS
+    'A profile as the API shows it: username, display_name, bio, '
+    'avatar_url, theme, owner, entries (api_entry_json, page order), '
+    'created_at, updated_at, version';
+
+
+-- Validates a profile object of POST (p_patch false: username and
+-- display_name required) or PATCH (username refused) without writing.
+-- {"errors": [{pointer, detail}], "values": {...}} as api_check_link.
+-- entries (POST only) are checked by api_check_entries, not here.
+CREATE FUNCTION shortlink.api_check_profile(p_obj jsonb, p_patch boolean, p_ptr text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    allowed  text[] := CASE WHEN p_patch
+        THEN ARRAY['display_name', 'bio', 'avatar_url', 'theme']
+        ELSE ARRAY['username', 'display_name', 'bio', 'avatar_url', 'theme',
+                   'entries'] END;
+    errs     jsonb[] := '{}';
+    vals     jsonb := '{}';
+    k        text;
+    v        jsonb;
+    ptr      text;
+    t        text;
+BEGIN
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(p_obj) e ORDER BY e.key LOOP
+        ptr := p_ptr || '/' || replace(replace(k, '~', '~0'), '/', '~1');
+        IF k <> ALL (allowed) THEN
+            errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                CASE WHEN k = 'username' THEN 'a profile''s username cannot be changed'
+                     WHEN k = 'entries'
+                     THEN 'entries are changed with PUT, POST and DELETE on '
+                          '/profiles/{username}/entries'
+                     ELSE 'unknown field; known: ' || array_to_string(allowed, ', ') END);
+            CONTINUE;
+        END IF;
+        t := v #>> '{}';
+
+        CASE k
+        WHEN 'username' THEN
+            IF jsonb_typeof(v) <> 'string' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail', 'must be a string');
+            ELSIF t !~ '^[a-z0-9_.]{1,30}$' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must be 1 to 30 of the characters a-z 0-9 _ .');
+            ELSE
+                vals := vals || jsonb_build_object(k, t);
+            END IF;
+
+        WHEN 'display_name' THEN
+            IF jsonb_typeof(v) <> 'string' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail', 'must be a string');
+            ELSIF char_length(t) NOT BETWEEN 1 AND 100 THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must be 1 to 100 characters long');
+            ELSIF t ~ '[\x01-\x1f\x7f-\x9f]' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must not contain control characters (line breaks, tabs ...)');
+            ELSE
+                vals := vals || jsonb_build_object(k, t);
+            END IF;
+
+        WHEN 'bio' THEN
+            IF jsonb_typeof(v) = 'null' THEN
+                vals := vals || jsonb_build_object(k, '');
+            ELSIF jsonb_typeof(v) <> 'string' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must be a string or null');
+            ELSIF char_length(t) > 1000 THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must be at most 1000 characters long');
+            ELSIF t ~ '[\x01-\x09\x0b-\x1f\x7f-\x9f]' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must not contain control characters other than line feed '
+                    '(\n; no carriage return, no tab)');
+            ELSE
+                vals := vals || jsonb_build_object(k, t);
+            END IF;
+
+        WHEN 'avatar_url' THEN
+            IF jsonb_typeof(v) = 'null' THEN
+                vals := vals || jsonb_build_object(k, NULL);
+            ELSIF jsonb_typeof(v) <> 'string' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must be a string or null');
+            ELSIF octet_length(t) > 8192 THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must be at most 8192 bytes long');
+            ELSIF t !~ '^[!-~]+$' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must not be empty nor contain spaces, control characters or '
+                    'non-ASCII characters (percent-encode them)');
+            ELSIF t !~* '^https?://[^/?#]' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must be an absolute http:// or https:// URL');
+            ELSE
+                vals := vals || jsonb_build_object(k, t);
+            END IF;
+
+        WHEN 'theme' THEN
+            IF jsonb_typeof(v) <> 'string' OR t NOT IN ('light', 'dark', 'contrast') THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must be one of "light", "dark", "contrast"');
+            ELSE
+                vals := vals || jsonb_build_object(k, t);
+            END IF;
+
+        WHEN 'entries' THEN
+            NULL;                       -- api_check_entries
+        END CASE;
+    END LOOP;
+
+    IF NOT p_patch THEN
+        IF NOT p_obj ? 'username' THEN
+            errs := errs || jsonb_build_object('pointer', p_ptr || '/username',
+                                               'detail', 'is required');
+        END IF;
+        IF NOT p_obj ? 'display_name' THEN
+            errs := errs || jsonb_build_object('pointer', p_ptr || '/display_name',
+                                               'detail', 'is required');
+        END IF;
+    END IF;
+
+    RETURN jsonb_build_object('errors', to_jsonb(errs), 'values', vals);
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.api_check_profile(jsonb, boolean, text) IS
+    'Validates a profile object of POST /profiles (username, display_name '
+    'required; bio, avatar_url, theme, entries optional) or PATCH (username '
+    'and entries refused) without writing: {"errors": [{pointer, detail}], '
+    '"values": {...}} under the rules of the profiles table''s constraints; '
+    'bio null means '''', avatar_url null none';
+
+
+-- Validates one entry object (p_patch: of PATCH .../entries/{code}, code
+-- refused) without looking at links: {"errors", "values"}; values have
+-- visible_from/visible_until as UTC text.  The schedule order is checked
+-- when both are given.
+CREATE FUNCTION shortlink.api_check_entry(p_obj jsonb, p_patch boolean, p_ptr text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    allowed  text[] := CASE WHEN p_patch
+        THEN ARRAY['title', 'enabled', 'visible_from', 'visible_until']
+        ELSE ARRAY['code', 'title', 'enabled', 'visible_from', 'visible_until'] END;
+    errs     jsonb[] := '{}';
+    vals     jsonb := '{}';
+    k        text;
+    v        jsonb;
+    ptr      text;
+    t        text;
+    ts       timestamptz;
+BEGIN
+    IF jsonb_typeof(p_obj) <> 'object' THEN
+        RETURN jsonb_build_object('errors', jsonb_build_array(jsonb_build_object(
+                   'pointer', p_ptr, 'detail', 'an entry must be an object')),
+               'values', '{}'::jsonb);
+    END IF;
+
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(p_obj) e ORDER BY e.key LOOP
+        ptr := p_ptr || '/' || replace(replace(k, '~', '~0'), '/', '~1');
+        IF k <> ALL (allowed) THEN
+            errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                CASE WHEN k = 'code' THEN 'an entry''s link cannot be changed; remove '
+                                          'the entry and add another'
+                     ELSE 'unknown field; known: ' || array_to_string(allowed, ', ') END);
+            CONTINUE;
+        END IF;
+        t := v #>> '{}';
+
+        CASE k
+        WHEN 'code' THEN
+            IF jsonb_typeof(v) <> 'string' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail', 'must be a string');
+            ELSIF t !~ '^[0-9A-Za-z_-]{1,64}$' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must be the code of a link: 1 to 64 of the characters '
+                    '0-9 A-Z a-z _ -');
+            ELSE
+                vals := vals || jsonb_build_object(k, t);
+            END IF;
+
+        WHEN 'title' THEN
+            IF jsonb_typeof(v) <> 'string' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail', 'must be a string');
+            ELSIF char_length(t) NOT BETWEEN 1 AND 200 THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must be 1 to 200 characters long');
+            ELSIF t ~ '[\x01-\x1f\x7f-\x9f]' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must not contain control characters (line breaks, tabs ...)');
+            ELSE
+                vals := vals || jsonb_build_object(k, t);
+            END IF;
+
+        WHEN 'enabled' THEN
+            IF jsonb_typeof(v) <> 'boolean' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must be true or false');
+            ELSE
+                vals := vals || jsonb_build_object(k, v);
+            END IF;
+
+        WHEN 'visible_from', 'visible_until' THEN
+            IF jsonb_typeof(v) = 'null' THEN
+                vals := vals || jsonb_build_object(k, NULL);
+            ELSIF jsonb_typeof(v) <> 'string' THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'must be an ISO 8601 timestamp string or null');
+            ELSE
+                ts := shortlink.api_parse_time(t);
+                IF ts IS NULL THEN
+                    errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                        'must be an ISO 8601 timestamp with a time zone, '
+                        'e.g. 2030-01-31T12:00:00Z');
+                ELSE
+                    vals := vals || jsonb_build_object(k,
+                        to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
+                END IF;
+            END IF;
+        END CASE;
+    END LOOP;
+
+    IF NOT p_patch THEN
+        IF NOT p_obj ? 'code' THEN
+            errs := errs || jsonb_build_object('pointer', p_ptr || '/code',
+                                               'detail', 'is required');
+        END IF;
+        IF NOT p_obj ? 'title' THEN
+            errs := errs || jsonb_build_object('pointer', p_ptr || '/title',
+                                               'detail', 'is required');
+        END IF;
+    END IF;
+
+    IF (vals ->> 'visible_from')::timestamptz >= (vals ->> 'visible_until')::timestamptz THEN
+        errs := errs || jsonb_build_object('pointer', p_ptr || '/visible_until',
+                                           'detail', 'must be after visible_from');
+    END IF;
+
+    RETURN jsonb_build_object('errors', to_jsonb(errs), 'values', vals);
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.api_check_entry(jsonb, boolean, text) IS
+    'Validates one profile entry object (POST: code and title required; '
+    'PATCH: code refused) without writing or looking at links: '
+    '{"errors": [{pointer, detail}], "values": {...}}; times as UTC text; '
+    'visible_from must be before visible_until when both are given';
+
+
+-- Validates a list of entries for a profile of p_owner: each object, each
+-- code at most once, each a live link of p_owner, at most p_max in all.
+-- {"errors", "values": [entry values in list order]}
+CREATE FUNCTION shortlink.api_check_entries(p_list jsonb, p_owner text, p_ptr text,
+                                            p_max integer)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    errs  jsonb := '[]';
+    vals  jsonb := '[]';
+    chk   jsonb;
+    seen  text[] := '{}';
+    v_code  text;
+    l     shortlink.links;
+BEGIN
+    IF jsonb_typeof(p_list) <> 'array' THEN
+        RETURN jsonb_build_object('errors', jsonb_build_array(jsonb_build_object(
+                   'pointer', p_ptr, 'detail', 'must be an array of entries')),
+               'values', '[]'::jsonb);
+    END IF;
+    IF jsonb_array_length(p_list) > p_max THEN
+        RETURN jsonb_build_object('errors', jsonb_build_array(jsonb_build_object(
+                   'pointer', p_ptr,
+                   'detail', format('must have at most %s entries (a profile has at '
+                                    'most 100)', p_max))),
+               'values', '[]'::jsonb);
+    END IF;
+
+    FOR i IN 0 .. jsonb_array_length(p_list) - 1 LOOP
+        chk := shortlink.api_check_entry(p_list -> i, false, p_ptr || '/' || i);
+        errs := errs || (chk -> 'errors');
+        v_code := chk -> 'values' ->> 'code';
+        CONTINUE WHEN v_code IS NULL;
+
+        IF v_code = ANY (seen) THEN
+            errs := errs || jsonb_build_object('pointer', p_ptr || '/' || i || '/code',
+                'detail', 'this link is listed more than once');
+            CONTINUE;
+        END IF;
+        seen := seen || v_code;
+
+        SELECT * INTO l FROM shortlink.links x WHERE x.code = v_code;
+        IF NOT FOUND OR l.deleted_at IS NOT NULL THEN
+            errs := errs || jsonb_build_object('pointer', p_ptr || '/' || i || '/code',
+                'detail', 'there is no such link');
+        ELSIF l.owner IS DISTINCT FROM p_owner THEN
+            errs := errs || jsonb_build_object('pointer', p_ptr || '/' || i || '/code',
+                'detail', 'the link belongs to another owner than the profile');
+        ELSE
+            vals := vals || jsonb_build_array(chk -> 'values');
+        END IF;
+    END LOOP;
+
+    RETURN jsonb_build_object('errors', errs, 'values', vals);
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.api_check_entries(jsonb, text, text, integer) IS
+    'Validates an array of at most p_max entry objects for a profile of '
+    'p_owner: api_check_entry for each, no link twice, each link live and '
+    'of p_owner.  {"errors": [...], "values": [entry values in order]}';
+
+
+-- inserts validated entries (api_check_entries values) at positions
+-- p_first, p_first + 1, ...
+CREATE FUNCTION shortlink.api_insert_entries(p_profile_id bigint, p_vals jsonb,
+                                             p_first integer)
+RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO shortlink.profile_entries
+           (profile_id, position, link_code, title, enabled, visible_from, visible_until)
+    SELECT p_profile_id, p_first + (x.n - 1)::integer, x.e ->> 'code', x.e ->> 'title',
+           coalesce((x.e ->> 'enabled')::boolean, true),
+           (x.e ->> 'visible_from')::timestamptz,
+           (x.e ->> 'visible_until')::timestamptz
+      FROM jsonb_array_elements(p_vals) WITH ORDINALITY AS x(e, n)
+$$;
+
+COMMENT ON FUNCTION shortlink.api_insert_entries(bigint, jsonb, integer) IS
+    'Inserts validated entries of a profile at consecutive positions';
+
+
+-- the body of a request that must be a JSON object (or array): the
+-- document, or the 400 answer
+CREATE FUNCTION shortlink.api_body(p_body text, p_type text,
+                                   OUT doc jsonb, OUT err shortlink.api_result)
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    doc := shortlink.api_parse_json(p_body);
+    IF doc IS NULL THEN
+        err := shortlink.api_problem(400, 'malformed-json', 'malformed JSON',
+                                     'the request body is missing or not valid JSON');
+    ELSIF jsonb_typeof(doc) <> p_type THEN
+        err := shortlink.api_problem(400, 'not-an-' || p_type,
+                                     'body is not an ' || p_type,
+                                     'the request body must be a JSON ' || p_type);
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.api_body(text, text) IS
+    'The request body parsed as JSON of type p_type (object or array), or '
+    'err: 400 malformed-json / not-an-object / not-an-array';
+
+
+-- the live profile named in a path, checked against the key: the row (or
+-- NULL) and the 404/403 answer; p_lock: FOR UPDATE, so that the owner
+-- check and the writes see the same row
+CREATE FUNCTION shortlink.api_profile_get(p_username text, p_owner text,
+                                          p_admin boolean, p_lock boolean,
+                                          OUT p shortlink.profiles,
+                                          OUT err shortlink.api_result)
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_username ~ '^[a-z0-9_.]{1,30}$' THEN
+        IF p_lock THEN
+            SELECT * INTO p FROM shortlink.profiles x
+             WHERE x.username = p_username AND x.deleted_at IS NULL FOR UPDATE;
+        ELSE
+            SELECT * INTO p FROM shortlink.profiles x
+             WHERE x.username = p_username AND x.deleted_at IS NULL;
+        END IF;
+    END IF;
+    IF p.id IS NULL THEN
+        p := NULL;
+        err := shortlink.api_problem(404, 'profile-not-found', 'profile not found',
+                   format('there is no profile "%s"', left(p_username, 64)));
+    ELSIF NOT p_admin AND p.owner IS DISTINCT FROM p_owner THEN
+        p := NULL;
+        err := shortlink.api_problem(403, 'not-your-profile', 'forbidden',
+                   format('the profile "%s" belongs to another owner', p_username));
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.api_profile_get(text, text, boolean, boolean) IS
+    'The live profile of a username for a key: p, or err 404 (unknown, '
+    'deleted, not a username) / 403 (another owner''s, owner keys)';
+
+
+-- --- routes -------------------------------------------------------------------
+
+-- /profiles: GET the key's live profiles (all for an admin key), POST one
+CREATE FUNCTION shortlink.api_profiles_route(p_method text, p_match text[], p_params jsonb,
+                                             p_body text, p_owner text, p_admin boolean,
+                                             p_base_url text)
+RETURNS shortlink.api_result
+LANGUAGE plpgsql AS $$
+DECLARE
+    lim     integer := 50;
+    cur     text := p_params ->> 'cursor';
+    doc     jsonb;
+    err     shortlink.api_result;
+    got     record;
+    chk     jsonb;
+    ent     jsonb;
+    errs    jsonb;
+    v       jsonb;
+    p       shortlink.profiles;
+    page    jsonb;
+    more    boolean;
+    next    text;
+BEGIN
+    IF p_method = 'GET' THEN
+        IF p_params ? 'limit' THEN
+            IF p_params ->> 'limit' !~ '^[0-9]{1,3}$'
+               OR (p_params ->> 'limit')::integer NOT BETWEEN 1 AND 100 THEN
+                RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
+                                             'limit must be a number from 1 to 100');
+            END IF;
+            lim := (p_params ->> 'limit')::integer;
+        END IF;
+        IF cur IS NOT NULL AND cur !~ '^[a-z0-9_.]{1,30}$' THEN
+            RETURN shortlink.api_problem(400, 'bad-cursor', 'bad cursor',
+                'cursor must be a next_cursor value returned by this API');
+        END IF;
+
+        SELECT coalesce(jsonb_agg(shortlink.api_profile_json(s.p, p_base_url)
+                                  ORDER BY s.rn) FILTER (WHERE s.rn <= lim), '[]'),
+               count(*) > lim,
+               min((s.p).username) FILTER (WHERE s.rn = lim)
+          INTO page, more, next
+          FROM (SELECT x AS p, row_number() OVER (ORDER BY x.username) AS rn
+                  FROM shortlink.profiles x
+                 WHERE x.deleted_at IS NULL
+                   AND (p_admin OR x.owner = p_owner)
+                   AND (cur IS NULL OR x.username > cur)
+                 ORDER BY x.username
+                 LIMIT lim + 1) s;
+
+        RETURN ROW(200, jsonb_build_object('profiles', page,
+                                           'next_cursor', CASE WHEN more THEN next END)
+        )::shortlink.api_result;
+    END IF;
+
+    -- POST
+    SELECT * INTO got FROM shortlink.api_body(p_body, 'object');
+    doc := got.doc;
+    err := got.err;
+    IF err.status IS NOT NULL THEN
+        RETURN err;
+    END IF;
+    chk := shortlink.api_check_profile(doc, false, '');
+    errs := chk -> 'errors';
+    IF doc ? 'entries' THEN
+        ent := shortlink.api_check_entries(doc -> 'entries', p_owner, '/entries', 100);
+        errs := errs || (ent -> 'errors');
+    END IF;
+    IF jsonb_array_length(errs) > 0 THEN
+        RETURN shortlink.api_field_problem(errs);
+    END IF;
+    v := chk -> 'values';
+
+    -- the unique constraint is the final guard: a taken username (live or
+    -- deleted) inserts no row, without an error to catch
+    INSERT INTO shortlink.profiles AS x
+           (username, owner, display_name, bio, avatar_url, theme)
+    VALUES (v ->> 'username', p_owner, v ->> 'display_name',
+            coalesce(v ->> 'bio', ''), v ->> 'avatar_url',
+            coalesce(v ->> 'theme', 'light'))
+    ON CONFLICT ON CONSTRAINT profiles_username_key DO NOTHING
+    RETURNING x.* INTO p;
+    IF NOT FOUND THEN
+        RETURN shortlink.api_problem(409, 'username-taken', 'username already taken',
+            format('the username "%s" is taken (usernames of deleted profiles are '
+                   'never reused)', v ->> 'username'),
+            jsonb_build_object('errors', jsonb_build_array(jsonb_build_object(
+                'pointer', '/username', 'detail', 'is taken'))));
+    END IF;
+
+    IF ent IS NOT NULL AND jsonb_array_length(ent -> 'values') > 0 THEN
+        PERFORM shortlink.api_insert_entries(p.id, ent -> 'values', 0);
+        SELECT * INTO p FROM shortlink.profiles WHERE id = p.id;
+    END IF;
+    RETURN ROW(201, shortlink.api_profile_json(p, p_base_url))::shortlink.api_result;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.api_profiles_route(text, text[], jsonb, text, text, boolean,
+                                                 text) IS
+    'GET /profiles?limit=&cursor=: live profiles (the key owner''s; all for '
+    'an admin key) by username, at most limit (1..100, default 50) after '
+    'the cursor: {"profiles": [...], "next_cursor": text or null}.  POST '
+    '/profiles: 201 profile (owned by the key''s owner, entries optional), '
+    '400 bad JSON, 422 invalid fields, 409 username taken';
+
+
+-- /profiles/{username}: GET, PATCH, DELETE (soft)
+CREATE FUNCTION shortlink.api_profile_route(p_method text, p_match text[], p_params jsonb,
+                                            p_body text, p_owner text, p_admin boolean,
+                                            p_base_url text)
+RETURNS shortlink.api_result
+LANGUAGE plpgsql AS $$
+DECLARE
+    p    shortlink.profiles;
+    err  shortlink.api_result;
+    got  record;
+    doc  jsonb;
+    chk  jsonb;
+    v    jsonb;
+BEGIN
+    SELECT * INTO got
+      FROM shortlink.api_profile_get(p_match[1], p_owner, p_admin, p_method <> 'GET');
+    p := got.p;
+    err := got.err;
+    IF err.status IS NOT NULL THEN
+        RETURN err;
+    END IF;
+
+    IF p_method = 'GET' THEN
+        RETURN ROW(200, shortlink.api_profile_json(p, p_base_url))::shortlink.api_result;
+    ELSIF p_method = 'DELETE' THEN
+        UPDATE shortlink.profiles SET deleted_at = now() WHERE id = p.id;
+        RETURN ROW(204, NULL)::shortlink.api_result;
+    END IF;
+
+    -- PATCH
+    SELECT * INTO got FROM shortlink.api_body(p_body, 'object');
+    doc := got.doc;
+    err := got.err;
+    IF err.status IS NOT NULL THEN
+        RETURN err;
+    END IF;
+    IF doc = '{}' THEN
+        RETURN shortlink.api_problem(400, 'empty-patch', 'empty patch',
+            'the object must name at least one of display_name, bio, avatar_url, theme');
+    END IF;
+    chk := shortlink.api_check_profile(doc, true, '');
+    IF jsonb_array_length(chk -> 'errors') > 0 THEN
+        RETURN shortlink.api_field_problem(chk -> 'errors');
+    END IF;
+    v := chk -> 'values';
+
+    UPDATE shortlink.profiles x SET
+        display_name = CASE WHEN v ? 'display_name' THEN v ->> 'display_name'
+                            ELSE x.display_name END,
+        bio          = CASE WHEN v ? 'bio' THEN v ->> 'bio' ELSE x.bio END,
+        avatar_url   = CASE WHEN v ? 'avatar_url' THEN v ->> 'avatar_url'
+                            ELSE x.avatar_url END,
+        theme        = CASE WHEN v ? 'theme' THEN v ->> 'theme' ELSE x.theme END
+     WHERE x.id = p.id
+    RETURNING x.* INTO p;
+
+    RETURN ROW(200, shortlink.api_profile_json(p, p_base_url))::shortlink.api_result;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.api_profile_route(text, text[], jsonb, text, text, boolean,
+                                                text) IS
+    'GET, PATCH, DELETE /profiles/{username}: 404 unknown or deleted, 403 '
+    'another owner''s (owner keys); GET 200 profile; DELETE 204 (soft '
+    'delete, the username stays taken); PATCH 200 profile, 400 bad JSON / '
+    'not an object / empty object, 422 invalid fields (username and entries '
+    'cannot be patched)';
+
+
+-- /profiles/{username}/entries (PUT the whole list, POST one) and
+-- /profiles/{username}/entries/{code} (PATCH, DELETE one)
+CREATE FUNCTION shortlink.api_profile_entries_route(p_method text, p_match text[],
+                                                    p_params jsonb, p_body text,
+                                                    p_owner text, p_admin boolean,
+                                                    p_base_url text)
+RETURNS shortlink.api_result
+LANGUAGE plpgsql AS $$
+DECLARE
+    p     shortlink.profiles;
+    e     shortlink.profile_entries;
+    err   shortlink.api_result;
+    got   record;
+    doc   jsonb;
+    chk   jsonb;
+    v     jsonb;
+    n     integer;
+    pos   integer;
+BEGIN
+    SELECT * INTO got
+      FROM shortlink.api_profile_get(p_match[1], p_owner, p_admin, true);
+    p := got.p;
+    err := got.err;
+    IF err.status IS NOT NULL THEN
+        RETURN err;
+    END IF;
+
+    IF p_match[2] IS NOT NULL THEN
+        SELECT * INTO e FROM shortlink.profile_entries x
+         WHERE x.profile_id = p.id AND x.link_code = p_match[2] FOR UPDATE;
+        IF NOT FOUND THEN
+            RETURN shortlink.api_problem(404, 'entry-not-found', 'entry not found',
+                format('the profile "%s" has no entry for the link "%s"',
+                       p.username, left(p_match[2], 64)));
+        END IF;
+
+        IF p_method = 'DELETE' THEN
+            DELETE FROM shortlink.profile_entries x
+             WHERE x.profile_id = p.id AND x.link_code = e.link_code;
+            RETURN ROW(204, NULL)::shortlink.api_result;
+        END IF;
+
+        -- PATCH
+        SELECT * INTO got FROM shortlink.api_body(p_body, 'object');
+        doc := got.doc;
+        err := got.err;
+        IF err.status IS NOT NULL THEN
+            RETURN err;
+        END IF;
+        IF doc = '{}' THEN
+            RETURN shortlink.api_problem(400, 'empty-patch', 'empty patch',
+                'the object must name at least one of title, enabled, visible_from, '
+                'visible_until');
+        END IF;
+        chk := shortlink.api_check_entry(doc, true, '');
+        IF jsonb_array_length(chk -> 'errors') > 0 THEN
+            RETURN shortlink.api_field_problem(chk -> 'errors');
+        END IF;
+        v := chk -> 'values';
+        IF v ? 'visible_from' THEN
+            e.visible_from := (v ->> 'visible_from')::timestamptz;
+        END IF;
+        IF v ? 'visible_until' THEN
+            e.visible_until := (v ->> 'visible_until')::timestamptz;
+        END IF;
+        IF e.visible_from >= e.visible_until THEN
+            RETURN shortlink.api_field_problem(jsonb_build_array(jsonb_build_object(
+                'pointer', CASE WHEN v ? 'visible_until' THEN '/visible_until'
+                                ELSE '/visible_from' END,
+                'detail', format('visible_from (%s) must be before visible_until (%s)',
+                                 shortlink.api_iso(e.visible_from),
+                                 shortlink.api_iso(e.visible_until)))));
+        END IF;
+
+        UPDATE shortlink.profile_entries x SET
+            title         = coalesce(v ->> 'title', x.title),
+            enabled       = coalesce((v ->> 'enabled')::boolean, x.enabled),
+            visible_from  = e.visible_from,
+            visible_until = e.visible_until
+         WHERE x.profile_id = p.id AND x.link_code = e.link_code;
+
+    ELSIF p_method = 'PUT' THEN
+        SELECT * INTO got FROM shortlink.api_body(p_body, 'array');
+        doc := got.doc;
+        err := got.err;
+        IF err.status IS NOT NULL THEN
+            RETURN err;
+        END IF;
+        chk := shortlink.api_check_entries(doc, p.owner, '', 100);
+        IF jsonb_array_length(chk -> 'errors') > 0 THEN
+            RETURN shortlink.api_field_problem(chk -> 'errors');
+        END IF;
+        DELETE FROM shortlink.profile_entries WHERE profile_id = p.id;
+        PERFORM shortlink.api_insert_entries(p.id, chk -> 'values', 0);
+
+    ELSE
+        -- POST: append one
+        SELECT * INTO got FROM shortlink.api_body(p_body, 'object');
+        doc := got.doc;
+        err := got.err;
+        IF err.status IS NOT NULL THEN
+            RETURN err;
+        END IF;
+        chk := shortlink.api_check_entries(jsonb_build_array(doc), p.owner, '', 1);
+        IF jsonb_array_length(chk -> 'errors') > 0 THEN
+            -- the pointers of a one-element list, /0/title, name /title
+            RETURN shortlink.api_field_problem((
+                SELECT jsonb_agg(jsonb_set(x, '{pointer}',
+                                           to_jsonb(substr(x ->> 'pointer', 3))))
+                  FROM jsonb_array_elements(chk -> 'errors') x));
+        END IF;
+        v := chk -> 'values' -> 0;
+
+        SELECT count(*), max(position) INTO n, pos
+          FROM shortlink.profile_entries WHERE profile_id = p.id;
+        IF EXISTS (SELECT FROM shortlink.profile_entries x
+                    WHERE x.profile_id = p.id AND x.link_code = v ->> 'code') THEN
+            RETURN shortlink.api_problem(409, 'entry-exists', 'link already listed',
+                format('the link "%s" is on the profile already', v ->> 'code'),
+                jsonb_build_object('errors', jsonb_build_array(jsonb_build_object(
+                    'pointer', '/code', 'detail', 'is on the profile already'))));
+        END IF;
+        IF n >= 100 THEN
+            RETURN shortlink.api_problem(409, 'too-many-entries', 'too many entries',
+                'a profile has at most 100 entries; remove one first');
+        END IF;
+        IF pos >= 9999 THEN
+            -- positions left gaps (appends after removals): close them
+            UPDATE shortlink.profile_entries x SET position = r.rn - 1
+              FROM (SELECT link_code, row_number() OVER (ORDER BY position) AS rn
+                      FROM shortlink.profile_entries WHERE profile_id = p.id) r
+             WHERE x.profile_id = p.id AND x.link_code = r.link_code;
+            pos := n - 1;
+        END IF;
+        PERFORM shortlink.api_insert_entries(p.id, jsonb_build_array(v),
+                                             coalesce(pos + 1, 0));
+    END IF;
+
+    SELECT * INTO p FROM shortlink.profiles WHERE id = p.id;
+    RETURN ROW(CASE WHEN p_method = 'POST' THEN 201 ELSE 200 END,
+               shortlink.api_profile_json(p, p_base_url))::shortlink.api_result;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.api_profile_entries_route(text, text[], jsonb, text, text,
+                                                        boolean, text) IS
+    'PUT /profiles/{username}/entries: replaces the whole ordered list '
+    '(reorder, add, remove in one call), 200 profile; POST: appends one '
+    'entry, 201 profile, 409 link already listed or 100 entries; PATCH '
+    '/profiles/{username}/entries/{code}: title, enabled, schedule, 200 '
+    'profile; DELETE: 204.  404 unknown profile or entry, 403 another '
+    'owner''s profile, 400 bad JSON, 422 invalid fields (a link must be '
+    'live and of the profile''s owner)';
+
+
+-- an instant in ISO 8601 with the offset of a time zone,
+-- e.g. 2026-10-25T00:00:00+02:00
+CREATE FUNCTION shortlink.api_iso_tz(p_ts timestamptz, p_tz text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT to_char(p_ts AT TIME ZONE p_tz, 'YYYY-MM-DD"T"HH24:MI:SS')
+           || CASE WHEN o < interval '0' THEN '-' ELSE '+' END
+           || to_char(abs(extract(epoch FROM o))::integer / 3600, 'FM00') || ':'
+           || to_char(abs(extract(epoch FROM o))::integer % 3600 / 60, 'FM00')
+      FROM (SELECT (p_ts AT TIME ZONE p_tz) - (p_ts AT TIME ZONE 'UTC') AS o) x
+$$;
+
+COMMENT ON FUNCTION shortlink.api_iso_tz(timestamptz, text) IS
+    'ISO 8601 with the UTC offset the zone has at that instant';
+
+-- api_parse_time, except that a date alone is midnight in p_tz (a valid
+-- zone name)
+CREATE FUNCTION shortlink.api_parse_time_tz(p_text text, p_tz text) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_text ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$'
+                     AND shortlink.api_parse_time(p_text) IS NOT NULL
+                THEN p_text::date::timestamp AT TIME ZONE p_tz
+                ELSE shortlink.api_parse_time(p_text) END
+$$;
+
+COMMENT ON FUNCTION shortlink.api_parse_time_tz(text, text) IS
+    'api_parse_time, but YYYY-MM-DD is midnight in the time zone p_tz; NULL '
+    'for anything api_parse_time refuses';
+
+-- Views, clicks per entry and click-through rates of a profile over
+-- [from, to), both truncated to the hour: read from the hourly rollups only
+-- (link_hourly_clicks), never from raw clicks.
+CREATE FUNCTION shortlink.profile_stats(p_profile_id bigint, p_from timestamptz,
+                                        p_to timestamptz, p_tz text DEFAULT 'UTC')
+RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    epoch   CONSTANT timestamptz := timestamptz '1970-01-01 00:00:00+00';
+    v_from  timestamptz := date_bin('1 hour', p_from, epoch);
+    v_to    timestamptz := date_bin('1 hour', p_to, epoch);
+    views   bigint;
+    ents    jsonb;
+    total   bigint;
+BEGIN
+    SELECT coalesce(sum(h.pv), 0)::bigint INTO views
+      FROM shortlink.link_hourly_clicks h
+     WHERE h.code = '_p' || p_profile_id AND h.hour >= v_from AND h.hour < v_to;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'code', e.link_code, 'title', e.title, 'clicks', c.clicks,
+               'ctr', CASE WHEN views > 0 THEN round(c.clicks::numeric / views, 4) END)
+               ORDER BY e.position), '[]'),
+           coalesce(sum(c.clicks), 0)::bigint
+      INTO ents, total
+      FROM shortlink.profile_entries e
+      CROSS JOIN LATERAL (
+          SELECT coalesce(sum(h.pv), 0)::bigint AS clicks
+            FROM shortlink.link_hourly_clicks h
+           WHERE h.code = e.link_code AND h.hour >= v_from AND h.hour < v_to) c
+     WHERE e.profile_id = p_profile_id;
+
+    RETURN jsonb_build_object(
+        'from',    shortlink.api_iso_tz(v_from, p_tz),
+        'to',      shortlink.api_iso_tz(v_to, p_tz),
+        'tz',      p_tz,
+        'views',   views,
+        'clicks',  total,
+        'ctr',     CASE WHEN views > 0 THEN round(total::numeric / views, 4) END,
+        'entries', ents);
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.profile_stats(bigint, timestamptz, timestamptz, text) IS
+    'Statistics of a profile over [from, to) truncated to hours, from the '
+    'hourly rollups: views (clicks on ''_p'' || id), clicks (per current '
+    'entry: every click on the entry''s link in the range, wherever it came '
+    'from), ctr = clicks / views (null without views), rounded to 4 '
+    'places; from/to in ISO 8601 with the offset of tz';
+
+-- /profiles/{username}/stats?from=&to=&tz=
+CREATE FUNCTION shortlink.api_profile_stats_route(p_method text, p_match text[],
+                                                  p_params jsonb, p_body text,
+                                                  p_owner text, p_admin boolean,
+                                                  p_base_url text)
+RETURNS shortlink.api_result
+LANGUAGE plpgsql AS $$
+DECLARE
+    p       shortlink.profiles;
+    err     shortlink.api_result;
+    got     record;
+    tz      text := coalesce(p_params ->> 'tz', 'UTC');
+    v_to    timestamptz := now();
+    v_from  timestamptz;
+BEGIN
+    SELECT * INTO got
+      FROM shortlink.api_profile_get(p_match[1], p_owner, p_admin, false);
+    p := got.p;
+    err := got.err;
+    IF err.status IS NOT NULL THEN
+        RETURN err;
+    END IF;
+
+    -- IANA names only (no POSIX rules such as "XYZ+3")
+    IF tz !~ '^[A-Za-z0-9_+/-]{1,64}$'
+       OR NOT EXISTS (SELECT FROM pg_timezone_names WHERE name = tz) THEN
+        RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
+            'tz must be an IANA time zone name such as Europe/Berlin or UTC');
+    END IF;
+
+    IF p_params ? 'to' THEN
+        v_to := shortlink.api_parse_time_tz(p_params ->> 'to', tz);
+        IF v_to IS NULL THEN
+            RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
+                'to must be an ISO 8601 date (midnight in tz) or timestamp with a '
+                'time zone (send + as %2B)');
+        END IF;
+    END IF;
+    v_from := v_to - interval '7 days';
+    IF p_params ? 'from' THEN
+        v_from := shortlink.api_parse_time_tz(p_params ->> 'from', tz);
+        IF v_from IS NULL THEN
+            RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
+                'from must be an ISO 8601 date (midnight in tz) or timestamp with a '
+                'time zone (send + as %2B)');
+        END IF;
+    END IF;
+
+    IF v_to < v_from THEN
+        RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
+                                     'to must not be before from');
+    END IF;
+    IF v_to - v_from > interval '400 days' THEN
+        RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
+                                     'the range must be at most 400 days long');
+    END IF;
+
+    RETURN ROW(200, jsonb_build_object('username', p.username)
+                    || shortlink.profile_stats(p.id, v_from, v_to, tz)
+    )::shortlink.api_result;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.api_profile_stats_route(text, text[], jsonb, text, text,
+                                                      boolean, text) IS
+    'GET /profiles/{username}/stats?from=&to=&tz=: profile_stats of the '
+    'profile; to defaults to now, from to 7 days before to, tz to UTC (a '
+    'date alone is midnight in tz); 400 for an unknown zone, unparsable '
+    'times, to before from or more than 400 days; 404/403 as for the '
+    'profile';
+
+
+INSERT INTO shortlink.api_routes (pattern, methods, handler, position) VALUES
+    ('^/profiles$',
+     '{"GET": ["limit", "cursor"], "POST": []}',
+     'shortlink.api_profiles_route', 150),
+    ('^/profiles/([^/]+)$',
+     '{"GET": [], "PATCH": [], "DELETE": []}',
+     'shortlink.api_profile_route', 150),
+    ('^/profiles/([^/]+)/entries$',
+     '{"PUT": [], "POST": []}',
+     'shortlink.api_profile_entries_route', 150),
+    ('^/profiles/([^/]+)/entries/([^/]+)$',
+     '{"PATCH": [], "DELETE": []}',
+     'shortlink.api_profile_entries_route', 150),
+    ('^/profiles/([^/]+)/stats$',
+     '{"GET": ["from", "to", "tz"]}',
+     'shortlink.api_profile_stats_route', 150);
