@@ -20,6 +20,15 @@
 --
 -- As for links, the tables hold their rules themselves, so a writer in
 -- psql cannot store what the API would refuse.
+--
+-- Statistics (GET /profiles/{username}/stats) read the rollups of sql/014
+-- only.  Measured on the shared, loaded 2-core test machine (rough): a
+-- profile of 100 entries, 200,000 clicks over 30 days (a third of them
+-- views, 5,000 visitors), rollups merged: 115-195 ms for a 7- or 30-day
+-- range, 45-60 ms of it the entries' clicks (profile_source_clicks), the
+-- rest link_stats() of the views; before 014's merge has run over the new
+-- rows, 0.5-1.6 s.  One link_stats() per entry took over 1 s for 100
+-- entries even without clicks.  profile_page() of 100 entries: 1.5-2 ms.
 
 
 -- --- profiles ---------------------------------------------------------------
