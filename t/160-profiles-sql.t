@@ -590,6 +590,18 @@ refused(409, 'POST the 101st entry', 'POST', "/profiles/${P}alice/entries", unde
 api('PUT', "/profiles/${P}alice/entries", undef,
     [ { code => "${P}a", title => 'Ay' }, { code => "${P}b", title => 'Bee' } ], $alice);
 
+# appends after the last position 9999: positions are closed up first
+sql("UPDATE shortlink.profile_entries SET position = position + 9998
+      WHERE profile_id = (SELECT id FROM shortlink.profiles WHERE username = '${P}alice')");
+($st, $b) = api('POST', "/profiles/${P}alice/entries", undef, { code => "${P}c", title => 'C' },
+                $alice);
+is("$st " . join(' ', map { $_->{code} } @{ $b->{entries} }) . ' '
+   . sql_value("SELECT string_agg(position::text, ' ' ORDER BY position)
+                  FROM shortlink.profile_entries e JOIN shortlink.profiles p ON p.id = e.profile_id
+                 WHERE p.username = '${P}alice'"),
+   "201 ${P}a ${P}b ${P}c 0 1 2", 'an append after position 9999 renumbers from 0');
+api('DELETE', "/profiles/${P}alice/entries/${P}c", undef, undef, $alice);
+
 ($st, $b) = api('PATCH', "/profiles/${P}alice/entries/${P}b", undef,
                 { enabled => JSON::PP::false, title => 'B!',
                   visible_from => '2029-12-31T23:00:00-01:00' }, $alice);
