@@ -49,6 +49,8 @@ sql(qq{DELETE FROM shortlink.clicks WHERE code IN ('$views_code', 'pc166v')});
 
 # a second (valgrind slows nginx down: five there)
 our $window = $ENV{TEST_NGINX_USE_VALGRIND} ? 5 : 1;
+# under valgrind a worker's first Redis handshake takes more than 1 s
+$ENV{TEST_NGINX_REDIS_TIMEOUT} = $ENV{TEST_NGINX_USE_VALGRIND} ? '10s' : '1s';
 
 # the second node: its own nginx, its own zone, the same backends
 our $node2_dir = File::Temp::tempdir(CLEANUP => 1);
@@ -80,7 +82,8 @@ http {
     scgi_temp_path $node2_dir/scgi;
     shortlink_postgres "$ENV{TEST_NGINX_PG_DSN}";
     shortlink_zone prof166b:1m ttl=1h;
-    shortlink_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT} ttl=1h;
+    shortlink_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT} ttl=1h
+                    timeout=$ENV{TEST_NGINX_REDIS_TIMEOUT};
     server {
         listen 127.0.0.1:$node2_port;
         location / { shortlink; }
@@ -141,7 +144,8 @@ sub clicks {
 our $http_config = <<'_EOC_';
     shortlink_postgres "$TEST_NGINX_PG_DSN";
     shortlink_zone prof166a:1m ttl=1h;
-    shortlink_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT ttl=1h;
+    shortlink_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT ttl=1h
+                    timeout=$TEST_NGINX_REDIS_TIMEOUT;
     shortlink_queue clicks166:1m;
     shortlink_flush interval=100ms;
 _EOC_
