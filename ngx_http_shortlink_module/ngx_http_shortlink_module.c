@@ -462,6 +462,10 @@ ngx_http_shortlink(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate";
     }
 
+    if (slcf->profile.enable) {
+        return "cannot be used in a location with \"shortlink_profile\"";
+    }
+
     slcf->enable = 1;
 
     if (cf->args->nelts == 2) {
