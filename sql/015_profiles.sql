@@ -201,9 +201,10 @@ CREATE TRIGGER profiles_touch
 CREATE FUNCTION shortlink.profile_entries_check() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM shortlink.profiles p, shortlink.links l
-                    WHERE p.id = NEW.profile_id AND l.code = NEW.link_code
-                      AND l.owner = p.owner)
+    -- a missing profile or link is left to the foreign keys
+    IF EXISTS (SELECT FROM shortlink.profiles p, shortlink.links l
+                WHERE p.id = NEW.profile_id AND l.code = NEW.link_code
+                  AND l.owner IS DISTINCT FROM p.owner)
     THEN
         RAISE EXCEPTION 'profile entry %: the link "%" does not belong to the '
                         'profile''s owner', NEW.profile_id, NEW.link_code

@@ -6,7 +6,8 @@ use lib 't/lib';
 use ShortlinkTest;
 use JSON::PP ();
 
-sql(q{DELETE FROM shortlink.links WHERE owner = 't131' OR code = 'oa1'});
+sql(q{DELETE FROM shortlink.profiles WHERE owner = 't131';
+      DELETE FROM shortlink.links WHERE owner = 't131' OR code = 'oa1'});
 $ENV{TEST_NGINX_API_KEY} = sql_value("SELECT shortlink.create_api_key('t131')");
 sql(q{INSERT INTO shortlink.links (code, url, owner)
       VALUES ('oa1', 'https://example.com/oa1', 't131')});
@@ -22,6 +23,11 @@ my %body = (
     'post /links'          => '{"url": "https://example.com/openapi"}',
     'post /links/bulk'     => '[{"url": "https://example.com/openapi-bulk"}]',
     'patch /links/{code}'  => '{"title": "documented"}',
+    'post /profiles'       => '{"username": "t131oa", "display_name": "OpenAPI"}',
+    'patch /profiles/{username}' => '{"theme": "dark"}',
+    'post /profiles/{username}/entries' => '{"code": "oa1", "title": "one"}',
+    'put /profiles/{username}/entries' => '[{"code": "oa1", "title": "One"}]',
+    'patch /profiles/{username}/entries/{code}' => '{"enabled": false}',
 );
 
 our (@requests, @codes);
@@ -36,10 +42,13 @@ for my $path (sort keys %{ $doc->{paths} }) {
     }
 }
 
-# the delete goes last: the other operations need the link
-for my $op (sort { ($a->[0] eq 'delete') <=> ($b->[0] eq 'delete') } @ops) {
+# the deletes go last, the longest path first: the other operations need
+# the link and the profile, and an entry goes before its profile
+for my $op (sort { ($a->[0] eq 'delete') <=> ($b->[0] eq 'delete')
+                   or ($a->[0] eq 'delete' && length $b->[1] <=> length $a->[1]) } @ops) {
     my ($method, $path, $ok) = @$op;
     (my $uri = $path) =~ s/\{code\}/oa1/;
+    $uri =~ s/\{username\}/t131oa/;
     my $req = uc($method) . " /_api$uri";
     $req .= "\n" . $body{"$method $path"} if $body{"$method $path"};
     push @requests, $req;
@@ -50,7 +59,8 @@ no_shuffle();
 no_root_location();
 run_tests();
 
-sql(q{DELETE FROM shortlink.links WHERE owner = 't131' OR code = 'oa1'});
+sql(q{DELETE FROM shortlink.profiles WHERE owner = 't131';
+      DELETE FROM shortlink.links WHERE owner = 't131' OR code = 'oa1'});
 
 __DATA__
 
