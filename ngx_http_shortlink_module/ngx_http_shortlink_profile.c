@@ -390,7 +390,7 @@ ngx_http_shortlink_profile_send(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    len = ngx_http_shortlink_profile_size(&page->html, &slcf->profile.links);
+    len = ngx_http_shortlink_profile_size(page, &slcf->profile.links);
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_type = ngx_http_shortlink_profile_html;
@@ -408,7 +408,7 @@ ngx_http_shortlink_profile_send(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->last = ngx_http_shortlink_profile_fill(b->last, &page->html,
+    b->last = ngx_http_shortlink_profile_fill(b->last, page,
                                               &slcf->profile.links);
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;

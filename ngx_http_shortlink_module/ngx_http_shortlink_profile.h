@@ -45,18 +45,19 @@ typedef struct {
 /*
  * A page as cached, in the zone and in Redis:
  *
- *     "v<version> P<rev> <profile id> <fresh until>\n<html>"
+ *     "v<version> P<rev> <profile id> <fresh until> <holes>\n<html>"
  *
  * where html is the whole page with NGX_HTTP_SHORTLINK_PROFILE_HOLE where
  * each entry's link prefix goes (so one cached page serves locations with
- * different prefixes), and fresh until the Unix time after which the page
- * must be asked for again (the earliest of the fetch time + ttl= and the
- * next scheduled change of its entries).
+ * different prefixes), holes how many there are, and fresh until the Unix
+ * time after which the page must be asked for again (the earliest of the
+ * fetch time + ttl= and the next scheduled change of its entries).
  */
 typedef struct {
     int64_t                       version;
     int64_t                       profile_id;
     time_t                        fresh_until;
+    ngx_uint_t                    holes;
     ngx_str_t                     html;
 } ngx_http_shortlink_profile_t;
 
@@ -67,9 +68,11 @@ ngx_int_t ngx_http_shortlink_profile_render(PGresult *res, time_t ttl,
     ngx_str_t *value);
 ngx_int_t ngx_http_shortlink_profile_decode(ngx_str_t *value,
     ngx_http_shortlink_profile_t *page);
-size_t ngx_http_shortlink_profile_size(ngx_str_t *html, ngx_str_t *links);
-u_char *ngx_http_shortlink_profile_fill(u_char *p, ngx_str_t *html,
+ngx_uint_t ngx_http_shortlink_profile_valid(ngx_http_shortlink_profile_t *page);
+size_t ngx_http_shortlink_profile_size(ngx_http_shortlink_profile_t *page,
     ngx_str_t *links);
+u_char *ngx_http_shortlink_profile_fill(u_char *p,
+    ngx_http_shortlink_profile_t *page, ngx_str_t *links);
 
 extern ngx_str_t  ngx_http_shortlink_profile_csp;
 

@@ -340,6 +340,10 @@ ngx_http_shortlink_profile_redis_done(void *data, ngx_int_t rc,
 
         rc = ngx_http_shortlink_profile_decode(value, &page);
 
+        if (rc == NGX_OK && !ngx_http_shortlink_profile_valid(&page)) {
+            rc = NGX_ERROR;
+        }
+
         if (rc == NGX_OK && page.fresh_until > ngx_time()) {
 
             lk->value.data = ngx_alloc(value->len, ngx_cycle->log);

@@ -130,6 +130,8 @@ static ngx_str_t ngx_http_shortlink_profile_value(PGresult *res, int row,
     int col);
 static u_char *ngx_http_shortlink_profile_escape(u_char *dst, ngx_str_t *src,
     ngx_uint_t newlines);
+static ngx_uint_t ngx_http_shortlink_profile_entry_valid(ngx_str_t *code,
+    ngx_str_t *title);
 static ngx_str_t *ngx_http_shortlink_profile_theme(ngx_str_t *theme);
 static ngx_uint_t ngx_http_shortlink_profile_avatar_valid(ngx_str_t *url);
 
@@ -205,8 +207,8 @@ ngx_http_shortlink_profile_render(PGresult *res, time_t ttl,
 
     /* an upper bound: every text byte escaped at its worst */
 
-    len = sizeof("v P" NGX_HTTP_SHORTLINK_PROFILE_REV "   \n") - 1
-          + 3 * NGX_INT64_LEN
+    len = sizeof("v P" NGX_HTTP_SHORTLINK_PROFILE_REV "    \n") - 1
+          + 3 * NGX_INT64_LEN + NGX_INT_T_LEN
           + sizeof(ngx_http_shortlink_profile_head) - 1
           + sizeof(ngx_http_shortlink_profile_style) - 1 + theme->len
           + sizeof(ngx_http_shortlink_profile_main) - 1
@@ -235,8 +237,21 @@ ngx_http_shortlink_profile_render(PGresult *res, time_t ttl,
         return NGX_ERROR;
     }
 
+    entries = 0;
+
+    for (row = 0; row < rows; row++) {
+        code = ngx_http_shortlink_profile_value(res, row,
+                                          NGX_HTTP_SHORTLINK_PROFILE_COL_CODE);
+        title = ngx_http_shortlink_profile_value(res, row,
+                                         NGX_HTTP_SHORTLINK_PROFILE_COL_TITLE);
+
+        if (ngx_http_shortlink_profile_entry_valid(&code, &title)) {
+            entries++;
+        }
+    }
+
     p = ngx_sprintf(value->data, "v%O P" NGX_HTTP_SHORTLINK_PROFILE_REV
-                    " %O %T\n", version, id, fresh);
+                    " %O %T %ui\n", version, id, fresh, entries);
 
     p = ngx_http_shortlink_profile_cpy(p, ngx_http_shortlink_profile_head);
     p = ngx_http_shortlink_profile_escape(p, &name, 0);
@@ -264,25 +279,20 @@ ngx_http_shortlink_profile_render(PGresult *res, time_t ttl,
 
     p = ngx_http_shortlink_profile_cpy(p, ngx_http_shortlink_profile_nav);
 
-    entries = 0;
-
     for (row = 0; row < rows; row++) {
         code = ngx_http_shortlink_profile_value(res, row,
                                           NGX_HTTP_SHORTLINK_PROFILE_COL_CODE);
         title = ngx_http_shortlink_profile_value(res, row,
                                          NGX_HTTP_SHORTLINK_PROFILE_COL_TITLE);
 
-        if (code.len == 0) {
-            /* a profile without entries: one row, no entry */
-            continue;
-        }
+        if (!ngx_http_shortlink_profile_entry_valid(&code, &title)) {
+            if (code.len) {
+                /* (a profile without entries has one row, no code) */
+                ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                              "shortlink: profile %O has an invalid entry, "
+                              "not shown", id);
+            }
 
-        if (!ngx_http_shortlink_code_valid(code.data, code.len)
-            || title.len == 0)
-        {
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "shortlink: profile %O has an invalid entry, "
-                          "not shown", id);
             continue;
         }
 
@@ -293,7 +303,6 @@ ngx_http_shortlink_profile_render(PGresult *res, time_t ttl,
         p = ngx_http_shortlink_profile_escape(p, &title, 0);
         p = ngx_http_shortlink_profile_cpy(p,
                                          ngx_http_shortlink_profile_li_end);
-        entries++;
     }
 
     p = ngx_http_shortlink_profile_cpy(p, ngx_http_shortlink_profile_tail);
@@ -359,18 +368,24 @@ ngx_http_shortlink_profile_decode(ngx_str_t *value,
     page->profile_id = n;
     p = sp + 1;
 
-    sp = ngx_strlchr(p, last, '\n');
+    sp = ngx_strlchr(p, last, ' ');
     if (sp == NULL || (page->fresh_until = ngx_atotm(p, sp - p)) == NGX_ERROR)
     {
         return NGX_ERROR;
     }
 
+    p = sp + 1;
+
+    sp = ngx_strlchr(p, last, '\n');
+    if (sp == NULL || (n = ngx_atoof(p, sp - p)) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    page->holes = (ngx_uint_t) n;
     page->html.data = sp + 1;
     page->html.len = last - page->html.data;
 
-    if (page->html.len == 0
-        || !ngx_http_shortlink_utf8_valid(page->html.data, page->html.len))
-    {
+    if (page->html.len == 0) {
         return NGX_ERROR;
     }
 
@@ -378,40 +393,56 @@ ngx_http_shortlink_profile_decode(ngx_str_t *value,
 }
 
 
+/*
+ * A page from Redis, which anyone on its network segment may write to:
+ * well-formed UTF-8 with as many holes as it says.  (One from the zone was
+ * written by this module: it is not checked on every hit.)
+ */
+
+ngx_uint_t
+ngx_http_shortlink_profile_valid(ngx_http_shortlink_profile_t *page)
+{
+    u_char      *p, *last;
+    ngx_uint_t   n;
+
+    if (!ngx_http_shortlink_utf8_valid(page->html.data, page->html.len)) {
+        return 0;
+    }
+
+    n = 0;
+    last = page->html.data + page->html.len;
+
+    for (p = page->html.data; p < last; p++) {
+        if (*p == NGX_HTTP_SHORTLINK_PROFILE_HOLE) {
+            n++;
+        }
+    }
+
+    return n == page->holes;
+}
+
+
 /* the page's length once every hole is the link prefix */
 
 size_t
-ngx_http_shortlink_profile_size(ngx_str_t *html, ngx_str_t *links)
+ngx_http_shortlink_profile_size(ngx_http_shortlink_profile_t *page,
+    ngx_str_t *links)
 {
-    u_char  *p, *last;
-    size_t   len;
-
-    len = html->len;
-    last = html->data + html->len;
-
-    for (p = html->data; p < last; p++) {
-        p = ngx_strlchr(p, last, NGX_HTTP_SHORTLINK_PROFILE_HOLE);
-        if (p == NULL) {
-            break;
-        }
-
-        len += links->len - 1;
-    }
-
-    return len;
+    return page->html.len + page->holes * links->len - page->holes;
 }
 
 
 u_char *
-ngx_http_shortlink_profile_fill(u_char *p, ngx_str_t *html, ngx_str_t *links)
+ngx_http_shortlink_profile_fill(u_char *p, ngx_http_shortlink_profile_t *page,
+    ngx_str_t *links)
 {
     u_char  *s, *last, *hole;
 
-    s = html->data;
-    last = html->data + html->len;
+    s = page->html.data;
+    last = s + page->html.len;
 
     for ( ;; ) {
-        hole = ngx_strlchr(s, last, NGX_HTTP_SHORTLINK_PROFILE_HOLE);
+        hole = memchr(s, NGX_HTTP_SHORTLINK_PROFILE_HOLE, last - s);
 
         if (hole == NULL) {
             return ngx_cpymem(p, s, last - s);
@@ -503,6 +534,14 @@ ngx_http_shortlink_profile_escape(u_char *dst, ngx_str_t *src,
     }
 
     return dst;
+}
+
+
+static ngx_uint_t
+ngx_http_shortlink_profile_entry_valid(ngx_str_t *code, ngx_str_t *title)
+{
+    return code->len && title->len
+           && ngx_http_shortlink_code_valid(code->data, code->len);
 }
 
 

@@ -26,7 +26,8 @@ sql(q{
     VALUES ('t166bob', 't166', 'Bob One'),
            ('t166views', 't166', 'Views'),
            ('t166stale', 't166', 'Stale Sam'),
-           ('t166cold', 't166', 'Never cached');
+           ('t166cold', 't166', 'Never cached'),
+           ('t166forged', 't166', 'Forged');
     INSERT INTO shortlink.profile_entries (profile_id, position, link_code,
                                            title)
     SELECT id, pos, code, title
@@ -353,7 +354,25 @@ HEAD /@t166views
 
 
 
-=== TEST 10: PostgreSQL stopped: an expired page is served stale
+=== TEST 10: Redis: a page one node rendered is another's Redis hit; a
+forged value (holes that do not add up) is ignored and PostgreSQL asked
+--- init
+Test::More::is(main::node2('t166views')->{headers}{'x-cache'}, 'redis',
+               "node 2 finds node 1's page in Redis");
+ShortlinkTest::redis('SET', 'sl:@t166forged',
+                     "v99 P1 1 9999999999 5\n<p>forged</p>");
+--- request
+GET /@t166forged
+--- response_headers
+X-Cache: pg
+--- response_body_like
+<h1 dir="auto">Forged</h1>
+--- error_log
+malformed Redis value for "@t166forged" ignored
+
+
+
+=== TEST 11: PostgreSQL stopped: an expired page is served stale
 --- init
 ShortlinkTest::http_get('/s/t166stale');
 Time::HiRes::sleep(1.2);
@@ -369,7 +388,7 @@ qr/backends unavailable, "\@t166stale" served from an expired cache entry/
 
 
 
-=== TEST 11: ... an uncached profile is a 503 with Retry-After
+=== TEST 12: ... an uncached profile is a 503 with Retry-After
 --- request
 GET /s/t166cold
 --- error_code: 503
@@ -380,7 +399,7 @@ Retry-After: ^\d+$
 
 
 
-=== TEST 12: PostgreSQL back: pages from it again
+=== TEST 13: PostgreSQL back: pages from it again
 --- init
 ShortlinkTest::pg_start();
 ShortlinkTest::wait_until(sub {
