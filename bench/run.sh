@@ -261,13 +261,17 @@ CONF
     $WRK -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/@bench" >/dev/null 2>&1
     a=$($WRK -t1 -c"$CONNS" -d"${SECONDS_PER_RUN}s" \
             "http://127.0.0.1:$port/static/bench.html" 2>&1 \
-        | awk '/^Requests\/sec/ { print $2 }')
+        | awk '/^Requests\/sec/ { rps = $2 } /Non-2xx/ { bad = $5 }
+               END { printf "%s %s\n", rps, bad + 0 }')
     b=$($WRK -t1 -c"$CONNS" -d"${SECONDS_PER_RUN}s" \
             "http://127.0.0.1:$port/@bench" 2>&1 \
-        | awk '/^Requests\/sec/ { print $2 }')
-    printf '%-14s %12s req/s\n' profile-static "$a"
-    printf '%-14s %12s req/s  ratio to static %s\n' profile "$b" \
-        "$(awk -v a="$b" -v b="$a" 'BEGIN { printf "%.3f", a / b }')"
+        | awk '/^Requests\/sec/ { rps = $2 } /Non-2xx/ { bad = $5 }
+               END { printf "%s %s\n", rps, bad + 0 }')
+    printf '%-14s %12s req/s  non-2xx %s\n' profile-static "${a% *}" "${a#* }"
+    printf '%-14s %12s req/s  ratio to static %s  non-2xx %s\n' profile \
+        "${b% *}" \
+        "$(awk -v a="${b% *}" -v b="${a% *}" 'BEGIN { printf "%.3f", a / b }')" \
+        "${b#* }"
 }
 
 # the ceiling, measured first and once more at the end
