@@ -28,6 +28,7 @@ static ngx_int_t ngx_http_shortlink_profile_key(ngx_http_request_t *r,
     ngx_str_t *key);
 static ngx_int_t ngx_http_shortlink_profile_header(ngx_http_request_t *r,
     char *key, ngx_str_t *value, ngx_table_elt_t **hp);
+static ngx_uint_t ngx_http_shortlink_profile_cookie(ngx_http_request_t *r);
 
 
 static ngx_str_t  ngx_http_shortlink_profile_html =
@@ -354,7 +355,7 @@ ngx_http_shortlink_profile_send(ngx_http_request_t *r,
     etag.data = ngx_pnalloc(r->pool, sizeof("\"p-\"") + NGX_INT64_LEN
                                      + sizeof(NGX_HTTP_SHORTLINK_PROFILE_REV));
     cc.data = ngx_pnalloc(r->pool,
-                          sizeof("public, max-age=") + NGX_TIME_T_LEN);
+                          sizeof("private, max-age=") + NGX_TIME_T_LEN);
 
     if (etag.data == NULL || cc.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -363,7 +364,15 @@ ngx_http_shortlink_profile_send(ngx_http_request_t *r,
     etag.len = ngx_sprintf(etag.data, "\"p%L-" NGX_HTTP_SHORTLINK_PROFILE_REV
                            "\"", page->version)
                - etag.data;
-    cc.len = ngx_sprintf(cc.data, "public, max-age=%T", slcf->profile.max_age)
+    /*
+     * A response that gives a new visitor its cookie is for that visitor
+     * only: a shared cache must not hand the cookie to everyone
+     */
+
+    cc.len = ngx_sprintf(cc.data, "%s, max-age=%T",
+                         ngx_http_shortlink_profile_cookie(r)
+                         ? "private" : "public",
+                         slcf->profile.max_age)
              - cc.data;
 
     if (ngx_http_shortlink_profile_header(r, "ETag", &etag, &h) != NGX_OK) {
@@ -417,6 +426,42 @@ ngx_http_shortlink_profile_send(ngx_http_request_t *r,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/* whether the response sets a cookie (the click's visitor id) */
+
+static ngx_uint_t
+ngx_http_shortlink_profile_cookie(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash
+            && h[i].key.len == sizeof("Set-Cookie") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Set-Cookie",
+                               sizeof("Set-Cookie") - 1)
+               == 0)
+        {
+            return 1;
+        }
+    }
 }
 
 

@@ -174,9 +174,11 @@ GET /@t165.empty_1
 
 
 === TEST 6: the headers: strict CSP, ETag of version and template, a short
-public Cache-Control
+public Cache-Control (a returning visitor: no cookie to set)
 --- request
 GET /@t165ann
+--- more_headers
+Cookie: sl_vid=0123456789abcdef0123456789abcdef
 --- response_headers eval
 "Content-Type: text/html; charset=utf-8
 Cache-Control: public, max-age=30
@@ -190,7 +192,20 @@ Content-Security-Policy: ^default-src 'none'; style-src 'sha256-[A-Za-z0-9+/]{43
 
 
 
-=== TEST 7: the CSP's hash is the inline stylesheet's: the page styles
+=== TEST 7: a new visitor gets the visitor cookie, and so a private
+Cache-Control: no shared cache may hand that cookie to others
+--- request
+GET /@t165ann
+--- response_headers
+Cache-Control: private, max-age=30
+--- response_headers_like
+Set-Cookie: ^sl_vid=[0-9a-f]{32};
+--- no_error_log
+[error]
+
+
+
+=== TEST 8: the CSP's hash is the inline stylesheet's: the page styles
 itself and nothing else can
 --- init
 my $res = ShortlinkTest::http_get('/@t165ann');
@@ -209,7 +224,7 @@ GET /@t165ann
 
 
 
-=== TEST 8: If-None-Match with the ETag: 304 without a body
+=== TEST 9: If-None-Match with the ETag: 304 without a body
 --- request
 GET /@t165ann
 --- more_headers eval
@@ -223,7 +238,7 @@ GET /@t165ann
 
 
 
-=== TEST 9: If-None-Match with another ETag (an older version, an older
+=== TEST 10: If-None-Match with another ETag (an older version, an older
 template): the page
 --- request
 GET /@t165ann
@@ -235,7 +250,7 @@ GET /@t165ann
 
 
 
-=== TEST 10: other methods: 405 with Allow
+=== TEST 11: other methods: 405 with Allow
 --- request
 POST /@t165ann
 x=1
@@ -247,7 +262,7 @@ Allow: GET, HEAD
 
 
 
-=== TEST 11: HEAD: the headers only
+=== TEST 12: HEAD: the headers only
 --- request
 HEAD /@t165ann
 --- response_headers eval
@@ -258,7 +273,7 @@ HEAD /@t165ann
 
 
 
-=== TEST 12: malformed usernames: 404 before any tier is asked (no
+=== TEST 13: malformed usernames: 404 before any tier is asked (no
 $shortlink_cache), no error
 --- request eval
 ["GET /\@Ann", "GET /\@a-b", "GET /\@" . ("a" x 31), "GET /\@",
@@ -273,7 +288,7 @@ $shortlink_cache), no error
 
 
 
-=== TEST 13: once the bloom filter is built, unknown usernames are 404
+=== TEST 14: once the bloom filter is built, unknown usernames are 404
 without a query
 --- init
 ShortlinkTest::wait_until(sub {
@@ -290,7 +305,7 @@ ShortlinkTest::wait_until(sub {
 
 
 
-=== TEST 14: a known username is never refused by the filter, and a
+=== TEST 15: a known username is never refused by the filter, and a
 profile created in psql is served at once
 --- init
 ShortlinkTest::sql(q{INSERT INTO shortlink.profiles (username, owner, display_name)
