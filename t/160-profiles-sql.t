@@ -590,6 +590,18 @@ refused(409, 'POST the 101st entry', 'POST', "/profiles/${P}alice/entries", unde
 api('PUT', "/profiles/${P}alice/entries", undef,
     [ { code => "${P}a", title => 'Ay' }, { code => "${P}b", title => 'Bee' } ], $alice);
 
+# appends after the last position 9999: positions are closed up first
+sql("UPDATE shortlink.profile_entries SET position = position + 9998
+      WHERE profile_id = (SELECT id FROM shortlink.profiles WHERE username = '${P}alice')");
+($st, $b) = api('POST', "/profiles/${P}alice/entries", undef, { code => "${P}c", title => 'C' },
+                $alice);
+is("$st " . join(' ', map { $_->{code} } @{ $b->{entries} }) . ' '
+   . sql_value("SELECT string_agg(position::text, ' ' ORDER BY position)
+                  FROM shortlink.profile_entries e JOIN shortlink.profiles p ON p.id = e.profile_id
+                 WHERE p.username = '${P}alice'"),
+   "201 ${P}a ${P}b ${P}c 0 1 2", 'an append after position 9999 renumbers from 0');
+api('DELETE', "/profiles/${P}alice/entries/${P}c", undef, undef, $alice);
+
 ($st, $b) = api('PATCH', "/profiles/${P}alice/entries/${P}b", undef,
                 { enabled => JSON::PP::false, title => 'B!',
                   visible_from => '2029-12-31T23:00:00-01:00' }, $alice);
@@ -629,12 +641,15 @@ api('PUT', "/profiles/${P}alice/entries", undef,
       { code => "${P}c", title => 'See' } ], $alice);
 my @clicks = ((map { [ "_p$alice_id", '{"kind": "profile_view"}' ] } 1 .. 5),
               (map { [ "${P}a", '{"source": "profile"}' ] } 1 .. 3),
-              [ "${P}b", '{"source": "profile"}' ]);
+              [ "${P}b", '{"source": "profile"}' ],
+              [ "${P}b", '{"source": "qr"}' ], [ "${P}b", '{}' ]);
 my $t0 = 1767607200000;                     # 2026-01-05 10:00:00 UTC
 my $n = 0;
+# the event ids of the entries' clicks are the same in every run, so that a
+# second run on the same database records them once (exactly-once)
 sql('SELECT shortlink.record_clicks('
     . join(', ',
-           'ARRAY[' . join(',', map { $n++; "md5('$P-click-$alice_id-$n')::uuid" } @clicks) . ']',
+           'ARRAY[' . join(',', map { $n++; "md5('$P-click-$_->[0]-$n')::uuid" } @clicks) . ']',
            'ARRAY[' . join(',', map { $t0 + 60000 * $_ } 0 .. $#clicks) . ']::bigint[]',
            'ARRAY[' . join(',', map { q_($_->[0]) } @clicks) . ']',
            'ARRAY[' . join(',', map { "'192.0.2." . ($_ + 1) . "'" } 0 .. $#clicks) . ']',
@@ -647,12 +662,24 @@ sql('SELECT shortlink.record_clicks('
 ($st, $b) = api('GET', "/profiles/${P}alice/stats", 'from=2026-01-05&to=2026-01-06', undef, $alice);
 is($st, 200, 'GET .../stats: 200');
 is_deeply($b, {
-    username => "${P}alice", from => '2026-01-05T00:00:00+00:00',
-    to => '2026-01-06T00:00:00+00:00', tz => 'UTC', views => 5, clicks => 4, ctr => 0.8,
+    username => "${P}alice", from => '2026-01-05T00:00:00Z',
+    to => '2026-01-06T00:00:00Z', tz => 'UTC', views => 5, visitors => 5, clicks => 4,
+    ctr => 0.8,
     entries => [ { code => "${P}a", title => 'Ay', clicks => 3, ctr => 0.6 },
                  { code => "${P}b", title => 'Bee', clicks => 1, ctr => 0.2 },
                  { code => "${P}c", title => 'See', clicks => 0, ctr => 0 } ],
-}, 'views, clicks per entry and click-through rates');
+}, 'views, clicks per entry from the page (not by QR or direct) and click-through rates');
+my $before_merge = $b;
+
+# the same figures once the appended rows are merged: from the daily tops
+# for the whole day, from the hourly tops for a part of it
+sql('DO $$ BEGIN WHILE shortlink.compact_hourly_clicks(5000) > 0 LOOP END LOOP; END $$');
+($st, $b) = api('GET', "/profiles/${P}alice/stats", 'from=2026-01-05&to=2026-01-06', undef, $alice);
+is_deeply($b, $before_merge, 'merged: the same figures from the daily rollups');
+($st, $b) = api('GET', "/profiles/${P}alice/stats",
+                'from=2026-01-05T09:00:00Z&to=2026-01-05T12:00:00Z', undef, $alice);
+is(join(' ', $b->{views}, map { $_->{clicks} } @{ $b->{entries} }), '5 3 1 0',
+   'merged: the same figures from the hourly rollups');
 ($st, $b) = api('GET', "/profiles/${P}alice/stats", 'from=2026-01-05&to=2026-01-06&tz=Asia/Tokyo',
                 undef, $alice);
 is("$st $b->{from} $b->{views}", '200 2026-01-05T00:00:00+09:00 5',
