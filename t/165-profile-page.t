@@ -321,3 +321,29 @@ ShortlinkTest::wait_until(sub {
 ["X-Cache: (?:shm|pg)", "X-Cache: (?:shm|pg)"]
 --- no_error_log
 [error]
+
+
+
+=== TEST 16: 400 hostile requests (random bytes, escapes, dots and "@" in
+the path, junk If-None-Match): no 5xx, and nothing logged as an error
+--- init
+srand(165);
+my @chars = ('a' .. 'z', '0' .. '9', qw(_ . @ / % - + ~ ! $ ' " < > &),
+             "\x80", "\xc3", "\xff", "\xd7\xa9", "%00", "%2F", "%40", "..");
+my @bad;
+for my $i (1 .. 400) {
+    my $path = join '', map { $chars[int rand @chars] } 1 .. 1 + int rand 40;
+    my $uri = ($i % 2 ? '/@' : '/p/') . $path;
+    my $res = ShortlinkTest::http_get($uri, headers => [
+        'If-None-Match: ' . join('', map { $chars[int rand @chars] } 1 .. 20),
+        'Cookie: sl_vid=' . join('', map { $chars[int rand @chars] } 1 .. 32)]);
+    push @bad, "$res->{status} $uri" if $res->{status} >= 500
+                                        || $res->{status} == 0;
+}
+Test::More::is("@bad", '', 'no 5xx, no connection dropped');
+--- request
+GET /@t165ann
+--- no_error_log
+[error]
+[alert]
+[crit]
