@@ -196,11 +196,18 @@ count_lookups() {  # port, command...
     printf '%-14s PostgreSQL lookups during the run: %s\n' "" $((after - before))
 }
 
+profile_rate() {   # port, uri: requests/s and non-2xx over a third of the run
+    $WRK -t1 -c"$CONNS" -d"$(( (SECONDS_PER_RUN + 2) / 3 ))s" \
+         "http://127.0.0.1:$1$2" 2>&1 \
+        | awk '/^Requests\/sec/ { rps = $2 } /Non-2xx/ { bad = $5 }
+               END { printf "%s %s\n", rps, bad + 0 }'
+}
+
 # profile: one page of 20 entries, from the zone and as a static file with
 # the same headers, in the same one-worker nginx (no click queue: views
 # are not recorded, as redirects in hot-1k are not)
 bench_profile() {
-    local port=$((BASE + 6)) page=$NGX/html/static/bench.html a b
+    local port=$((BASE + 6)) page=$NGX/html/static/bench.html a b round
     psql -X -q "$SHORTLINK_DSN" -c "
         UPDATE shortlink.links SET owner = 'bench'
          WHERE code IN (SELECT 'b' || i FROM generate_series(1, 20) i);
@@ -259,19 +266,18 @@ CONF
     printf '%-14s page of %s bytes, %s entries\n' profile \
         "$(stat -c %s "$page")" "$(grep -c '<li>' "$page")"
     $WRK -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/@bench" >/dev/null 2>&1
-    a=$($WRK -t1 -c"$CONNS" -d"${SECONDS_PER_RUN}s" \
-            "http://127.0.0.1:$port/static/bench.html" 2>&1 \
-        | awk '/^Requests\/sec/ { rps = $2 } /Non-2xx/ { bad = $5 }
-               END { printf "%s %s\n", rps, bad + 0 }')
-    b=$($WRK -t1 -c"$CONNS" -d"${SECONDS_PER_RUN}s" \
-            "http://127.0.0.1:$port/@bench" 2>&1 \
-        | awk '/^Requests\/sec/ { rps = $2 } /Non-2xx/ { bad = $5 }
-               END { printf "%s %s\n", rps, bad + 0 }')
-    printf '%-14s %12s req/s  non-2xx %s\n' profile-static "${a% *}" "${a#* }"
-    printf '%-14s %12s req/s  ratio to static %s  non-2xx %s\n' profile \
-        "${b% *}" \
-        "$(awk -v a="${b% *}" -v b="${a% *}" 'BEGIN { printf "%.3f", a / b }')" \
-        "${b#* }"
+    # alternated, three rounds: the machine's load drifts during a run,
+    # and each ratio is of two measurements made back to back
+    for round in 1 2 3; do
+        a=$(profile_rate "$port" /static/bench.html)
+        b=$(profile_rate "$port" /@bench)
+        printf '%-14s %12s req/s  non-2xx %s\n' profile-static "${a% *}" \
+            "${a#* }"
+        printf '%-14s %12s req/s  ratio to static %s  non-2xx %s\n' \
+            profile "${b% *}" \
+            "$(awk -v a="${b% *}" -v b="${a% *}" \
+                   'BEGIN { printf "%.3f", a / b }')" "${b#* }"
+    done
 }
 
 # the ceiling, measured first and once more at the end
