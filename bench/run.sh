@@ -25,6 +25,10 @@
 #                     with nothing else running (rows/s into PostgreSQL)
 #   sustained         60 s at full speed with clicks: redirects vs rows in
 #                     PostgreSQL, drops, and the flush lag meanwhile
+#   profile           a profile page of 20 entries from the zone
+#                     (shortlink_profile) against the same bytes as a static
+#                     file with the same headers, both in one nginx, one
+#                     worker; the ratio printed is to the static file
 #
 # BENCH_FLUSH sets shortlink_flush for the click cases (default "interval=1s
 # batch=5000", so parallel= is half of pool=8; e.g. BENCH_FLUSH="parallel=1").
@@ -192,6 +196,90 @@ count_lookups() {  # port, command...
     printf '%-14s PostgreSQL lookups during the run: %s\n' "" $((after - before))
 }
 
+profile_rate() {   # port, uri: requests/s and non-2xx over a third of the run
+    $WRK -t1 -c"$CONNS" -d"$(( (SECONDS_PER_RUN + 2) / 3 ))s" \
+         "http://127.0.0.1:$1$2" 2>&1 \
+        | awk '/^Requests\/sec/ { rps = $2 } /Non-2xx/ { bad = $5 }
+               END { printf "%s %s\n", rps, bad + 0 }'
+}
+
+# profile: one page of 20 entries, from the zone and as a static file with
+# the same headers, in the same one-worker nginx (no click queue: views
+# are not recorded, as redirects in hot-1k are not)
+bench_profile() {
+    local port=$((BASE + 6)) page=$NGX/html/static/bench.html a b round
+    psql -X -q "$SHORTLINK_DSN" -c "
+        UPDATE shortlink.links SET owner = 'bench'
+         WHERE code IN (SELECT 'b' || i FROM generate_series(1, 20) i);
+        INSERT INTO shortlink.profiles (username, owner, display_name, bio)
+        VALUES ('bench', 'bench', 'Bench <Profile>',
+                'Twenty links, \"quoted\" & escaped.');
+        INSERT INTO shortlink.profile_entries (profile_id, position,
+                                               link_code, title)
+        SELECT p.id, i, 'b' || i, 'Link number ' || i || ' <&>'
+          FROM shortlink.profiles p, generate_series(1, 20) i
+         WHERE p.username = 'bench';"
+    mkdir -p "$NGX/html/static"
+    cat > "$NGX/conf/profile.conf" <<CONF
+load_module $MODULE_SO;
+daemon off;
+worker_processes 1;
+worker_cpu_affinity 01;
+worker_rlimit_nofile 8192;
+error_log $NGX/logs/profile.error.log warn;
+pid $NGX/logs/profile.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $NGX/body;
+    proxy_temp_path $NGX/proxy;
+    fastcgi_temp_path $NGX/fastcgi;
+    uwsgi_temp_path $NGX/uwsgi;
+    scgi_temp_path $NGX/scgi;
+    keepalive_requests 10000000;
+    shortlink_postgres "$SHORTLINK_DSN" pool=8;
+    shortlink_zone profiles:8m ttl=1h;
+    server {
+        listen 127.0.0.1:$port;
+        location / { shortlink; }
+        location /@ { shortlink_profile ttl=1h; }
+        location /static/ {
+            root $NGX/html;
+            default_type "text/html; charset=utf-8";
+            add_header Cache-Control "public, max-age=60";
+            add_header Content-Security-Policy "STATIC_CSP";
+            add_header X-Content-Type-Options nosniff;
+            add_header Referrer-Policy same-origin;
+        }
+    }
+}
+CONF
+    /usr/sbin/nginx -p "$NGX/" -c "$NGX/conf/profile.conf" &
+    NGINX_PIDS+=($!)
+    sleep 1
+    curl -s -o "$page" "http://127.0.0.1:$port/@bench"
+    sed -i "s|STATIC_CSP|$(curl -sI "http://127.0.0.1:$port/@bench" \
+        | tr -d '\r' | sed -n 's/^Content-Security-Policy: //p' \
+        | sed 's/[|&]/\\&/g')|" "$NGX/conf/profile.conf"
+    kill -HUP "${NGINX_PIDS[-1]}"
+    sleep 1
+    printf '%-14s page of %s bytes, %s entries\n' profile \
+        "$(stat -c %s "$page")" "$(grep -c '<li>' "$page")"
+    $WRK -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/@bench" >/dev/null 2>&1
+    # alternated, three rounds: the machine's load drifts during a run,
+    # and each ratio is of two measurements made back to back
+    for round in 1 2 3; do
+        a=$(profile_rate "$port" /static/bench.html)
+        b=$(profile_rate "$port" /@bench)
+        printf '%-14s %12s req/s  non-2xx %s\n' profile-static "${a% *}" \
+            "${a#* }"
+        printf '%-14s %12s req/s  ratio to static %s  non-2xx %s\n' \
+            profile "${b% *}" \
+            "$(awk -v a="${b% *}" -v b="${a% *}" \
+                   'BEGIN { printf "%.3f", a / b }')" "${b#* }"
+    done
+}
+
 # the ceiling, measured first and once more at the end
 wrk_rate "$BASE" b 1000 random 2 "$CONNS" >/dev/null
 r=$(wrk_rate "$BASE" b 1000 random "$SECONDS_PER_RUN" "$CONNS")
@@ -213,6 +301,8 @@ for case in $CASES; do
         report redis-only $((BASE + 2)) b 1000 ;;
     postgres-only)
         report postgres-only $((BASE + 3)) b "$LINKS" ;;
+    profile)
+        bench_profile ;;
     record)
         warm $((BASE + 5)) b 1000
         report record $((BASE + 5)) b 1000

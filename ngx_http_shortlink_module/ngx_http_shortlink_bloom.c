@@ -66,8 +66,10 @@ static void ngx_http_shortlink_bloom_schedule(ngx_http_shortlink_bloom_t *b,
     ngx_msec_t delay);
 
 
+/* codes, and "@<username>" of every profile (see ..._profile.c) */
 static const char  ngx_http_shortlink_bloom_sql[] =
-    "SELECT code FROM shortlink.links WHERE deleted_at IS NULL";
+    "SELECT code FROM shortlink.links WHERE deleted_at IS NULL "
+    "UNION ALL SELECT '@' || u FROM shortlink.profile_usernames() u";
 
 
 ngx_http_shortlink_bloom_t *

@@ -168,6 +168,12 @@ ngx_http_shortlink_lookup_invalidate(ngx_http_shortlink_main_conf_t *smcf,
 
     /* "<code>:<version>"; a bare code drops every cached copy */
 
+    if (payload->len && payload->data[0] == '@') {
+        /* "@<username>:<version>": a profile page */
+        ngx_http_shortlink_profile_invalidate(smcf, payload);
+        return;
+    }
+
     name = *payload;
     version = INT64_MAX;
 

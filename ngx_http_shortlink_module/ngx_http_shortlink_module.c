@@ -93,6 +93,13 @@ static ngx_command_t  ngx_http_shortlink_commands[] = {
       0,
       NULL },
 
+    { ngx_string("shortlink_profile"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
+      ngx_http_shortlink_profile_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("shortlink_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_shortlink_api,
@@ -385,7 +392,7 @@ ngx_http_shortlink_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->code_length, prev->code_length, 7);
     ngx_conf_merge_uint_value(conf->code_attempts, prev->code_attempts, 10);
 
-    if (!conf->enable) {
+    if (!conf->enable && !conf->profile.enable) {
         return NGX_CONF_OK;
     }
 
@@ -453,6 +460,10 @@ ngx_http_shortlink(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (slcf->enable != NGX_CONF_UNSET) {
         return "is duplicate";
+    }
+
+    if (slcf->profile.enable) {
+        return "cannot be used in a location with \"shortlink_profile\"";
     }
 
     slcf->enable = 1;
@@ -1344,6 +1355,8 @@ ngx_http_shortlink_init_process(ngx_cycle_t *cycle)
 
     ngx_rbtree_init(&worker->lookups, &worker->sentinel,
                     ngx_str_rbtree_insert_value);
+    ngx_rbtree_init(&worker->profile_lookups, &worker->profile_sentinel,
+                    ngx_str_rbtree_insert_value);
 
     m = ngx_http_shortlink_metrics_get(smcf->metrics);
 
@@ -1470,6 +1483,7 @@ ngx_http_shortlink_exit_process(ngx_cycle_t *cycle)
     /* requests first, then the backends their lookups were waiting on */
 
     ngx_http_shortlink_lookup_destroy(worker);
+    ngx_http_shortlink_profile_destroy(worker);
 
     if (worker->flush) {
         ngx_http_shortlink_flush_destroy(worker->flush);

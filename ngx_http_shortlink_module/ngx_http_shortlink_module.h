@@ -24,6 +24,7 @@
 #include "ngx_http_shortlink_click.h"
 #include "ngx_http_shortlink_flush.h"
 #include "ngx_http_shortlink_metrics.h"
+#include "ngx_http_shortlink_profile.h"
 
 
 /* the channel sql/002_notify.sql notifies on every change of a link */
@@ -40,6 +41,8 @@ typedef struct {
     ngx_http_shortlink_bloom_t       *bloom;       /* NULL: no filter */
     ngx_rbtree_t                      lookups;     /* in flight, by code */
     ngx_rbtree_node_t                 sentinel;
+    ngx_rbtree_t                      profile_lookups; /* by "@name" */
+    ngx_rbtree_node_t                 profile_sentinel;
     ngx_http_shortlink_ids_t          ids;
     ngx_http_shortlink_flush_t       *flush;       /* NULL: no queue */
     ngx_uint_t                        listen_lost; /* LISTEN went down */
@@ -75,6 +78,7 @@ typedef struct {
     ngx_int_t                         gpc_index;
     ngx_uint_t                        code_length;   /* generated codes */
     ngx_uint_t                        code_attempts;
+    ngx_http_shortlink_profile_conf_t profile;
 } ngx_http_shortlink_loc_conf_t;
 
 
@@ -112,6 +116,27 @@ void ngx_http_shortlink_lookup_warm(ngx_http_shortlink_main_conf_t *smcf,
 void ngx_http_shortlink_lookup_destroy(ngx_http_shortlink_worker_t *worker);
 
 ngx_int_t ngx_http_shortlink_api_handler(ngx_http_request_t *r);
+
+typedef struct ngx_http_shortlink_profile_lookup_s
+    ngx_http_shortlink_profile_lookup_t;
+
+typedef struct {
+    ngx_http_shortlink_ctx_t              base;   /* for the variables */
+    ngx_http_shortlink_profile_lookup_t  *lookup; /* while suspended */
+} ngx_http_shortlink_profile_ctx_t;
+
+char *ngx_http_shortlink_profile_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_shortlink_profile_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_shortlink_profile_send(ngx_http_request_t *r,
+    ngx_http_shortlink_profile_t *page);
+ngx_int_t ngx_http_shortlink_profile_status(ngx_http_request_t *r,
+    ngx_uint_t status);
+ngx_int_t ngx_http_shortlink_profile_lookup(ngx_http_request_t *r,
+    ngx_http_shortlink_profile_ctx_t *ctx, ngx_str_t *stale);
+void ngx_http_shortlink_profile_invalidate(
+    ngx_http_shortlink_main_conf_t *smcf, ngx_str_t *payload);
+void ngx_http_shortlink_profile_destroy(ngx_http_shortlink_worker_t *worker);
 
 void ngx_http_shortlink_metrics_start(ngx_http_shortlink_main_conf_t *smcf,
     ngx_cycle_t *cycle);

@@ -14,7 +14,7 @@ use Time::HiRes qw(sleep);
 
 our @EXPORT = qw(sql sql_value sql_rows sql_bg pg_stop pg_start pg_wait_bg
                  silent_listener redis redis_stop redis_start wait_until
-                 refuse_clicks allow_clicks metrics_text);
+                 refuse_clicks allow_clicks metrics_text http_get);
 
 my @background;
 
@@ -204,6 +204,29 @@ sub metrics_text {
     print $sock "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
     local $/;
     return <$sock> // '';
+}
+
+# GET (or another method) over HTTP/1.0 from a --- init block or after a
+# request: to the suite's nginx, or to another one when port is given.
+# Returns { status, headers => { lower-case name => value }, body }.
+sub http_get {
+    my ($uri, %opt) = @_;
+    require IO::Socket::INET;
+    my $port = $opt{port} // Test::Nginx::Util::server_port_for_client();
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $port, Timeout => 5)
+        or return { status => 0, headers => {}, body => '' };
+    my $method = $opt{method} // 'GET';
+    my $extra = join '', map { "$_\r\n" } @{ $opt{headers} // [] };
+    print $sock "$method $uri HTTP/1.0\r\nHost: localhost\r\n$extra\r\n";
+    my $resp = do { local $/; <$sock> } // '';
+    my ($head, $body) = split /\r\n\r\n/, $resp, 2;
+    my ($status) = ($head // '') =~ m{^HTTP/1\.\d (\d+)};
+    my %h;
+    for my $line (split /\r\n/, $head // '') {
+        $h{lc $1} = $2 if $line =~ /^([^:]+):\s*(.*)$/;
+    }
+    return { status => $status // 0, headers => \%h, body => $body // '' };
 }
 
 END { pg_wait_bg() }
