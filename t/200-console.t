@@ -137,6 +137,8 @@ _EOC_
     $block->set_value("config", <<'_EOC_');
     location / { shortlink; }
     location /@ { shortlink_profile; }
+    # the browser asks for it on the profile page, which names no icon
+    location = /favicon.ico { return 204; }
     location /_links/ { shortlink_api; }
     location = /metrics { shortlink_metrics; }
 
