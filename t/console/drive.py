@@ -853,7 +853,40 @@ def step_phone(c, t):
     t.ok(overflow <= 0, 'on a phone the statistics fit the screen',
          f'{overflow}px too wide')
     c.screenshot('stats-phone.png')
+    c.go(f'#/profiles/{c.args.profile}')
+    c.wait(lambda: c.finds('.preview .pv-page nav a')
+           and c.finds('.pstats-results[aria-busy="false"]'),
+           'the profile editor on a phone')
+    time.sleep(0.3)
+    overflow = d.execute_script('return document.documentElement.scrollWidth'
+                                ' - document.documentElement.clientWidth')
+    t.ok(overflow <= 0, 'on a phone the profile editor fits the screen',
+         f'{overflow}px too wide')
+    c.screenshot('profile-phone.png')
     d.set_window_size(1280, 1000)
+
+
+def step_profile_delete(c, t):
+    user = c.args.profile
+    c.go(f'#/profiles/{user}')
+    c.wait(lambda: c.visible('#profile-delete'), 'the delete button')
+    c.find('#profile-delete').click()
+    dlg = c.wait(lambda: c.visible('dialog.confirm-dialog[open]'),
+                 'the confirmation')
+    c.find('[data-action="confirm"]', dlg).click()
+    c.wait(lambda: c.driver.current_url.endswith('#/profiles')
+           and c.visible('#new-profile'), 'the profiles page')
+    c.wait(lambda: not c.finds(f'tr[data-username="{user}"]'),
+           'the profile to leave the list')
+    t.ok(True, 'a deleted profile leaves the list')
+    # the cached page goes when nginx hears the NOTIFY (milliseconds)
+    deadline = time.time() + 5
+    while True:
+        status, _, _ = c.http('GET', f'/@{user}')
+        if status == 404 or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    t.ok(status == 404, 'its public page answers 404', f'status {status}')
 
 
 def step_forget(c, t):
@@ -919,7 +952,7 @@ def main():
     steps = [step_key, step_create, step_paging, step_follow, step_stats,
              step_sample, step_profile, step_overall, step_edit,
              step_disable_delete, step_status,
-             step_phone, step_forget]
+             step_phone, step_profile_delete, step_forget]
     try:
         for step in steps:
             try:
