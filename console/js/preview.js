@@ -6,7 +6,8 @@
 // saved (the preview follows every keystroke), its own CSP forbids framing
 // (frame-ancestors 'none'), and loading it would count a profile view.
 // The avatar is another origin's image, which the console's CSP refuses to
-// load: the preview shows where it would be, with its host.
+// load: the preview shows where it would be, with its host.  Its buttons
+// have no href: a click there would be a counted redirect.
 
 import { h, clear } from './dom.js';
 
@@ -55,9 +56,7 @@ export function renderPreview(box, p, linkBase) {
         h('nav', { 'aria-label': 'Links in the preview' },
             shown.length
                 ? h('ul', {}, shown.map((e) => h('li', {},
-                    h('a', { href: `${linkBase}${encodeURIComponent(e.code)}`,
-                             dir: 'auto', target: '_blank',
-                             rel: 'noopener noreferrer',
+                    h('a', { dir: 'auto', title: `${linkBase}${e.code}`,
                              dataset: { code: e.code },
                              text: e.title || e.code }))))
                 : h('p', { class: 'pv-empty', text: 'No link is shown now.' }))));

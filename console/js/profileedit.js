@@ -10,7 +10,7 @@ import { api, ApiError } from './api.js';
 import { PROFILE_BASE } from './config.js';
 import { reportError } from './links.js';
 import { renderPreview } from './preview.js';
-import { deleteProfile, profilePath, publicUrl } from './profiles.js';
+import { deleteProfile, profilePath, publicUrl } from './profileapi.js';
 
 const THEMES = [['light', 'Light'], ['dark', 'Dark'],
                 ['contrast', 'High contrast']];

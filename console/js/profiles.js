@@ -2,38 +2,12 @@
 // #/profiles/{username}: the editor (profileedit.js) with its live preview
 // and, for a saved profile, its statistics (profilestats.js).
 
-import { h, clear, fmtDateTime, announce } from './dom.js';
+import { h, clear, fmtDateTime } from './dom.js';
 import { api } from './api.js';
-import { PROFILE_BASE } from './config.js';
-import { confirmDialog } from './confirm.js';
 import { reportError } from './links.js';
+import { deleteProfile, publicUrl } from './profileapi.js';
 import { ProfileEditor } from './profileedit.js';
 import { profileStats } from './profilestats.js';
-
-export function profilePath(username) {
-    return `/profiles/${encodeURIComponent(username)}`;
-}
-
-export function publicUrl(username) {
-    return new URL(PROFILE_BASE + username, window.location.origin).href;
-}
-
-export async function deleteProfile(username) {
-    const yes = await confirmDialog(`Delete @${username}?`,
-        'The public page answers 404 at once. The username stays taken: '
-        + 'it never leads to someone else\'s page.', 'Delete');
-    if (!yes) {
-        return false;
-    }
-    try {
-        await api('DELETE', profilePath(username));
-    } catch (e) {
-        reportError(e, `@${username} could not be deleted:`);
-        return false;
-    }
-    announce(`@${username} deleted`);
-    return true;
-}
 
 function row(p, refresh) {
     const url = publicUrl(p.username);
