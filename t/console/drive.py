@@ -635,6 +635,22 @@ def step_profile(c, t):
          and act.find_element(By.XPATH, './ancestor::li')
                 .get_attribute('data-code') == code,
          'the focus stays on the moved entry')
+    # a javascript: avatar: the PATCH's 422 at /avatar_url, at its field
+    c.expected.append((rf'/_links/profiles/{user}$', 422))
+    avatar = c.find('[data-field="avatar_url"]')
+    avatar.send_keys('javascript:alert(1)')
+    c.find('#profile-save').click()
+    err = c.wait(lambda: c.visible('.profile-form [data-error-for="avatar_url"]'),
+                 'the avatar field\'s error')
+    t.ok(err.text != '' and avatar.get_attribute('aria-invalid') == 'true'
+         and d.switch_to.active_element == avatar,
+         'a 422 on /avatar_url is shown at the avatar field', err.text)
+    # an image of this server: the preview names its host, loads nothing
+    avatar.clear()
+    avatar.send_keys(f'{c.base}/console/favicon.svg')
+    host = c.find('.preview .pv-avatar')
+    t.ok(host.text == c.url.netloc and not c.finds('.preview img'),
+         'the preview shows where the avatar comes from', host.text)
     check_a11y(c, t, 'the profile editor')
     c.screenshot('profile-editor.png', full=True)
     c.find('#profile-save').click()
@@ -643,6 +659,8 @@ def step_profile(c, t):
     t.ok([e['code'] for e in prof['entries']] == [code, sample],
          'one save puts the new order in the API',
          str([e['code'] for e in prof['entries']]))
+    t.ok(prof['avatar_url'] == f'{c.base}/console/favicon.svg',
+         'and the avatar', str(prof['avatar_url']))
 
     # the public page, as nginx serves it
     href = c.find('#public-page').get_attribute('href')
@@ -651,6 +669,14 @@ def step_profile(c, t):
     c.wait(lambda: c.finds('nav[aria-label="Links"] a'), 'the public page')
     t.ok(d.find_element(By.TAG_NAME, 'h1').text == 'Console <b>test</b> ✓',
          'the public page has the display name')
+    avatar_ok = lambda: d.execute_script(
+        'const i = document.querySelector("img.avatar");'
+        'return Boolean(i && i.complete && i.naturalWidth > 0);')
+    try:
+        c.wait(avatar_ok, 'the avatar', 5)
+    except AssertionError:
+        pass
+    t.ok(avatar_ok(), 'and its avatar')
     hrefs = [a.get_attribute('href')
              for a in c.finds('nav[aria-label="Links"] a')]
     t.ok(hrefs == [f'{c.base}/{code}?_sls=profile',
