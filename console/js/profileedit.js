@@ -154,6 +154,17 @@ export class ProfileEditor {
         this.fields.get('bio').control.value = p && p.bio ? p.bio : '';
         this.fields.get('theme').control.value = p ? p.theme : 'light';
         form.addEventListener('input', live);
+        // a field being corrected loses its old error
+        form.addEventListener('input', (e) => {
+            const f = this.fields.get(e.target.dataset.field);
+            const li = e.target.closest('li.entry');
+            if (f) {
+                f.error.textContent = '';
+            } else if (li) {
+                li.querySelector('.field-error').textContent = '';
+            }
+            e.target.removeAttribute('aria-invalid');
+        });
         form.addEventListener('change', live);
         form.addEventListener('submit', (e) => {
             e.preventDefault();
