@@ -223,8 +223,12 @@ export class ProfileEditor {
 
     fillPicker() {
         const used = new Set(this.entries.map((e) => e.code));
+        // an entry must be a link of the profile's owner (an admin key
+        // lists everyone's links)
+        const owner = this.profile ? this.profile.owner : null;
         clear(this.picker);
-        const free = this.links.filter((l) => !used.has(l.code));
+        const free = this.links.filter((l) => !used.has(l.code)
+            && (!owner || !('owner' in l) || l.owner === owner));
         free.forEach((l) => this.picker.append(h('option', {
             value: l.code,
             text: l.title ? `${l.code} · ${l.title}` : `${l.code} · ${l.url}`,
@@ -265,8 +269,9 @@ export class ProfileEditor {
         // the focus stays on the button just used, now on the moved entry
         const li = this.entryList.children[j];
         const other = focusAction === 'up' ? 'down' : 'up';
-        const btn = li.querySelector(`[data-action="${focusAction}"]:not(:disabled)`)
-                    || li.querySelector(`[data-action="${other}"]:not(:disabled)`)
+        const usable = (a) => li.querySelector(
+            `[data-action="${a}"]:not(:disabled)`);
+        const btn = usable(focusAction) || usable(other)
                     || li.querySelector('[data-entry-field="title"]');
         btn.focus();
         announce(`${e.title || e.code} moved to position ${j + 1} `
@@ -296,12 +301,18 @@ export class ProfileEditor {
                 type: 'text', id: `${id}-title`, maxlength: '200', value: e.title,
                 autocomplete: 'off', 'aria-describedby': err.id,
                 dataset: { entryField: 'title' },
-                on: { input: () => { e.title = title.value; this.entriesChanged = true; } },
+                on: { input: () => {
+                    e.title = title.value;
+                    this.entriesChanged = true;
+                } },
             });
             const enabled = h('input', {
                 type: 'checkbox', id: `${id}-enabled`, checked: e.enabled,
                 dataset: { entryField: 'enabled' },
-                on: { change: () => { e.enabled = enabled.checked; this.entriesChanged = true; } },
+                on: { change: () => {
+                    e.enabled = enabled.checked;
+                    this.entriesChanged = true;
+                } },
             });
             const when = (k, text) => {
                 const input = h('input', {

@@ -6,6 +6,7 @@ import { h, clear, fmtNumber, nextId } from './dom.js';
 import { api, ApiError } from './api.js';
 import { barChart, PALETTE } from './charts.js';
 import { reportError } from './links.js';
+import { profilePath } from './profileapi.js';
 import { browserZone, midnight, todayIn, addDays, wallClock } from './tz.js';
 
 const pct = (v) => (typeof v === 'number' ? `${(100 * v).toFixed(1)} %` : '–');
@@ -33,7 +34,7 @@ export function profileStats(username) {
         error.textContent = '';
         results.setAttribute('aria-busy', 'true');
         try {
-            s = await api('GET', `/profiles/${encodeURIComponent(username)}/stats`, {
+            s = await api('GET', `${profilePath(username)}/stats`, {
                 query: { from: midnight(from, tz),
                          to: midnight(addDays(to, 1), tz), tz } });
         } catch (e) {

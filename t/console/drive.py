@@ -558,8 +558,11 @@ def pick(c, code):
 
 
 def pstat(c, key):
-    el = c.finds(f'.profile-stats [data-stat="{key}"] .value')
-    return el[0].text if el else None
+    # read in one go: the figures are redrawn on each refresh
+    return c.driver.execute_script(
+        'const el = document.querySelector(arguments[0]);'
+        'return el ? el.textContent : null;',
+        f'.profile-stats [data-stat="{key}"] .value')
 
 
 def step_profile(c, t):
