@@ -10,7 +10,8 @@
 -- host and the hourly rollups are derived exactly as for real clicks.
 -- Nothing here is real traffic: visitors, addresses (already /24
 -- networks, as shortlink_click_ip anonymize keeps them) and countries are
--- made up, from fixed lists, with a fixed random seed.
+-- made up, from fixed lists, with a fixed random seed.  One profile,
+-- "demo", lists three of the links.
 --
 -- Clicks end before the current hour: the statistics count whole UTC
 -- hours, and the default range ends at the start of the current one.
@@ -136,5 +137,19 @@ SELECT shortlink.record_clicks(
                           ELSE jsonb_build_object('country', country) END))
        AS sample_clicks
   FROM sample;
+
+-- a link-in-bio profile of three of the links, for the console's Profiles
+-- page (its public page needs a location with shortlink_profile)
+WITH p AS (
+    INSERT INTO shortlink.profiles (username, owner, display_name, bio, theme)
+    VALUES ('demo', 'demo-admin', 'Sample profile',
+            E'Reading list of the demo.\nEvery button is a short link.',
+            'light')
+    RETURNING id)
+INSERT INTO shortlink.profile_entries (profile_id, position, link_code, title)
+SELECT p.id, e.pos, e.code, e.title
+  FROM p, (VALUES (0, 'docs', 'nginx documentation'),
+                  (1, 'pg15', 'PostgreSQL 15 manual'),
+                  (2, 'redis', 'Redis documentation')) AS e (pos, code, title);
 
 COMMIT;

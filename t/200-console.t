@@ -3,8 +3,12 @@
 # (zone, Redis, bloom filter, click queue, API at /_links/, metrics) and the
 # console served from the repository with its Content-Security-Policy.  A
 # key is pasted, a link created, listed, followed (a click), found in its
-# statistics, edited (a 422 shown at the URL field), disabled and deleted;
-# the status page is read; any browser console error or CSP violation
+# statistics (time zone, today, hours and weekdays, languages, sources),
+# edited (a 422 shown at the URL field), disabled and deleted; a profile is
+# created with two entries (a 422 shown at its entry), previewed, reordered
+# with the keyboard, its public page opened (nginx's shortlink_profile) and
+# its statistics read; the owner-wide statistics are read; the status page
+# is read; any browser console error or CSP violation
 # fails.  Screenshots go to build/t200-console/ (TEST_CONSOLE_OUT).
 #
 # Needs chromium, chromium-driver and python3-selenium (build.sh installs
@@ -36,6 +40,8 @@ $ENV{TEST_NGINX_CSP} = "default-src 'self'; script-src 'self'; "
 
 # a key of its own owner: the console lists that owner's links only
 sql(qq{
+    DELETE FROM shortlink.profiles WHERE owner = '$owner'
+                                      OR username LIKE 'c200%';
     DELETE FROM shortlink.links WHERE owner = '$owner' OR code LIKE 'c200%';
     DELETE FROM shortlink.clicks WHERE code LIKE 'c200%';
     DELETE FROM shortlink.link_hourly_clicks WHERE code LIKE 'c200%';
@@ -91,6 +97,7 @@ sub drive {
     my @cmd = ('timeout', '240', '/usr/bin/python3', "$root/t/console/drive.py",
                '--base', $base, '--key', $key, '--code', $code,
                '--sample', $sample, '--sample-pv', $sample_clicks,
+               '--profile', 'c200prof',
                '--out', $out);
     my $pid = open(my $fh, '-|') // die "fork: $!";
     if ($pid == 0) {
@@ -129,6 +136,9 @@ add_block_preprocessor(sub {
 _EOC_
     $block->set_value("config", <<'_EOC_');
     location / { shortlink; }
+    location /@ { shortlink_profile; }
+    # the browser asks for it on the profile page, which names no icon
+    location = /favicon.ico { return 204; }
     location /_links/ { shortlink_api; }
     location = /metrics { shortlink_metrics; }
 

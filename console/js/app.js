@@ -1,6 +1,8 @@
 // The console's entry point: the key, the hash router, the top bar.
 //   #/links[?tag=]                         links.js
 //   #/links/{code}/stats[?from=&to=&interval=]   stats.js
+//   #/stats[?tag=&from=&to=&interval=&tz=]  stats.js (all the key's links)
+//   #/profiles, #/profiles/new, #/profiles/{username}   profiles.js
 //   #/status                               status.js (no key needed)
 
 import { h, clear, clearAlerts, alertError, announce } from './dom.js';
@@ -8,6 +10,7 @@ import { getKey, setKey, forgetKey, validKey, onKeyChange } from './key.js';
 import * as links from './links.js';
 import * as stats from './stats.js';
 import * as status from './status.js';
+import * as profiles from './profiles.js';
 
 const main = document.getElementById('main');
 const keyState = document.getElementById('key-state');
@@ -19,6 +22,13 @@ const ROUTES = [
     { re: /^\/links\/([0-9A-Za-z_-]{1,64})\/stats\/?$/,
       view: (el, q, m) => stats.render(el, q, m[1]),
       title: 'Statistics', key: true, nav: 'links' },
+    { re: /^\/stats\/?$/, view: (el, q) => stats.render(el, q, null),
+      title: 'Statistics', key: true, nav: 'stats' },
+    { re: /^\/profiles\/?$/, view: (el) => profiles.list(el),
+      title: 'Profiles', key: true, nav: 'profiles' },
+    { re: /^\/profiles\/(new|[a-z0-9_.]{1,30})\/?$/,
+      view: (el, q, m) => profiles.edit(el, m[1] === 'new' ? null : m[1]),
+      title: 'Profile', key: true, nav: 'profiles' },
     { re: /^\/status\/?$/, view: (el) => status.render(el),
       title: 'Status', key: false, nav: 'status' },
 ];

@@ -151,3 +151,45 @@ export function barChart(caption, items, colour) {
 
     return el;
 }
+
+// a distribution over fixed buckets (hours of the day, weekdays): vertical
+// bars in the buckets' own order, every bucket shown even when empty
+export function columnChart(caption, labels, values, colour) {
+    const total = values.reduce((s, v) => s + v, 0);
+    const max = Math.max(0, ...values);
+    const peak = total ? `, most: ${labels[values.indexOf(max)]} `
+                         + `(${fmtNumber(max)})` : ', none';
+    const rows = labels.map((l, i) => [l, values[i],
+        total ? `${(100 * values[i] / total).toFixed(1)} %` : '']);
+    const { el, canvas, noChart } = figure(
+        caption, `${caption}: ${fmtNumber(total)} clicks${peak}`,
+        ['Bucket', 'Clicks', 'Share'], rows, 220);
+
+    loadChart().then((Chart) => {
+        if (!Chart) {
+            noChart();
+            return;
+        }
+        if (!canvas.isConnected) {
+            return;
+        }
+        // eslint-disable-next-line no-new
+        new Chart(canvas, {
+            type: 'bar',
+            data: {
+                labels,
+                datasets: [{
+                    label: 'Clicks', data: values,
+                    backgroundColor: colour, borderRadius: 2,
+                }],
+            },
+            options: {
+                maintainAspectRatio: false,
+                scales: { y: { beginAtZero: true, ticks: { precision: 0 } } },
+                plugins: { legend: { display: false } },
+            },
+        });
+    });
+
+    return el;
+}

@@ -11,3 +11,7 @@ export const METRICS_URL = '/metrics';
 // /usr/share/javascript/chart.js/ (relative to this file: <console>/vendor/)
 export const CHART_JS = new URL('../vendor/chart.js/chart.esm.js',
                                 import.meta.url).href;
+
+// the location with "shortlink_profile;": a profile's public page is
+// PROFILE_BASE + username (the console links to it, never embeds it)
+export const PROFILE_BASE = '/@';

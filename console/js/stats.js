@@ -1,11 +1,15 @@
-// #/links/{code}/stats?from=&to=&interval=: whatever /links/{code}/stats
-// answers.  Totals become figures, series a chart, every list under "top"
-// a bar chart; keys nobody here knows yet are drawn by their shape, so new
+// #/links/{code}/stats?from=&to=&interval=&tz=: whatever /links/{code}/stats
+// answers; #/stats?tag=&...: the same for all of the key's links (GET
+// /stats).  Totals become figures, "today" figures, series a chart, the
+// hours of the day and the weekdays column charts, every list under "top" a
+// bar chart; keys nobody here knows yet are drawn by their shape, so new
 // statistics appear as the API grows.
 
 import { h, append, clear, fmtNumber, humanize, nextId } from './dom.js';
 import { api, ApiError, linkPath } from './api.js';
-import { seriesChart, barChart, PALETTE } from './charts.js';
+import { seriesChart, barChart, columnChart, PALETTE } from './charts.js';
+import { browserZone, zones, validZone, midnight, todayIn, addDays,
+         wallClock } from './tz.js';
 import { reportError } from './links.js';
 
 const LABELS = {
@@ -19,6 +23,10 @@ const LABELS = {
     devices: 'Devices',
     countries: 'Countries',
     languages: 'Languages',
+    networks: 'Networks',
+    sources: 'Sources',
+    new_visitors: 'New visitors',
+    returning_visitors: 'Returning visitors',
 };
 
 const HINTS = {
@@ -26,11 +34,18 @@ const HINTS = {
     uv: 'distinct visitor cookies',
     unique_ips: 'distinct (anonymised) addresses',
     bots: 'clicks from known crawlers',
+    new_visitors: 'first seen on this link in the bucket',
+    returning_visitors: 'seen on it before the bucket',
 };
 
 // keys of the answer drawn by their own part of the page
-const KNOWN = new Set(['code', 'from', 'to', 'interval', 'totals', 'series',
-                       'top']);
+const KNOWN = new Set(['code', 'from', 'to', 'interval', 'tz', 'totals',
+                       'series', 'top', 'today', 'hours_of_day', 'weekdays',
+                       'owner', 'tag', 'links']);
+
+const WEEKDAYS = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
+const HOURS = Array.from({ length: 24 },
+                         (_, i) => `${String(i).padStart(2, '0')}h`);
 
 const label = (k) => LABELS[k] || humanize(k);
 
@@ -49,60 +64,43 @@ function countryLabel(v) {
     return v;
 }
 
-const isoDay = (d) => d.toISOString().slice(0, 10);
+const DAY_RE = /^\d{4}-\d{2}-\d{2}$/;
 
-function addDays(day, n) {
-    const d = new Date(`${day}T00:00:00Z`);
-    d.setUTCDate(d.getUTCDate() + n);
-    return isoDay(d);
-}
-
-// the range asked for: dates (UTC) from..to, both included
+// the range asked for: local dates from..to (both included) in zone tz
 function rangeFrom(params) {
-    const today = isoDay(new Date());
-    const re = /^\d{4}-\d{2}-\d{2}$/;
-    const to = re.test(params.get('to') || '') ? params.get('to') : today;
-    const from = re.test(params.get('from') || '') ? params.get('from')
-                                                   : addDays(to, -6);
+    const tz = validZone(params.get('tz')) ? params.get('tz') : browserZone();
+    const today = todayIn(tz);
+    const to = DAY_RE.test(params.get('to') || '') ? params.get('to') : today;
+    const from = DAY_RE.test(params.get('from') || '') ? params.get('from')
+                                                       : addDays(to, -6);
     const interval = params.get('interval') === 'hour' ? 'hour' : 'day';
-    return { from, to, interval };
+    return { from, to, interval, tz };
 }
 
-// "2026-11-28T14:00:00Z" -> "Nov 28" by day; by hour "14:00", with the
-// date at the first point and at each midnight (UTC)
+// a bucket start as the API writes it, in the zone ("2026-10-25T00:00:00
+// +02:00"): "Oct 25" by day; by hour "14:00", with the date at the first
+// point and at each midnight
 function pointLabel(t, interval, first) {
-    const d = new Date(t);
-    if (Number.isNaN(d.getTime())) {
+    const w = wallClock(t);
+    if (!w) {
         return String(t);
     }
-    const day = d.toLocaleString('en', { timeZone: 'UTC', month: 'short',
-                                         day: 'numeric' });
     if (interval !== 'hour') {
-        return day;
+        return w.day;
     }
-    const hour = `${String(d.getUTCHours()).padStart(2, '0')}:00`;
-    return first || d.getUTCHours() === 0 ? `${day} ${hour}` : hour;
+    return first || w.hour === 0 ? `${w.day} ${w.time}` : w.time;
 }
 
-// the answer's [from, to) as the dates (or hours) it covers, in UTC
-function rangeText(from, to, interval) {
-    const a = new Date(from);
-    const b = new Date(new Date(to).getTime() - 1);
-    if (Number.isNaN(a.getTime()) || Number.isNaN(b.getTime())) {
+// the answer's [from, to) in its zone's wall-clock time
+function rangeText(from, to, interval, tz) {
+    const a = wallClock(from);
+    const b = wallClock(to);
+    if (!a || !b) {
         return `${from} – ${to}, by ${interval}`;
     }
-    if (b < a) {
-        return `Nothing from ${from} to ${to}`;
-    }
-    const opts = { timeZone: 'UTC', year: 'numeric', month: 'short',
-                   day: 'numeric' };
-    if (interval === 'hour') {
-        Object.assign(opts, { hour: '2-digit', minute: '2-digit',
-                              hourCycle: 'h23' });
-        b.setTime(new Date(to).getTime() - 3600000);
-    }
-    const fmt = (d) => d.toLocaleString('en', opts);
-    return `${fmt(a)} – ${fmt(b)} UTC, by ${interval}`;
+    const fmt = (w) => `${w.day} ${w.year}${w.time === '00:00' ? ''
+                                                              : ` ${w.time}`}`;
+    return `${fmt(a)} – ${fmt(b)} (end excluded, ${tz}), by ${interval}`;
 }
 
 // a top list's entries, whatever their field names: {label, count}
@@ -173,12 +171,59 @@ function extraSection(key, value, i) {
         h('h2', { id: headingId, text: label(key) }), body);
 }
 
+function todaySection(today, tz) {
+    const w = wallClock(today.since);
+    const rest = Object.fromEntries(Object.entries(today)
+                                    .filter(([k]) => k !== 'since'));
+    return h('section', { class: 'today card', 'aria-labelledby': 'today-h' },
+        h('h2', { id: 'today-h', text: 'Today' }),
+        h('p', { class: 'meta', text: w ? `Since midnight, ${w.day} ${w.year}, `
+                                          + `${tz}` : `Since ${today.since}` }),
+        figures(rest, 'figures small'));
+}
+
+function newReturning(totals) {
+    const n = totals.new_visitors;
+    const r = totals.returning_visitors;
+    if (typeof n !== 'number' || typeof r !== 'number') {
+        return null;
+    }
+    const all = n + r;
+    const pct = (v) => (all ? `${(100 * v / all).toFixed(1)} %` : '–');
+    return h('section', { class: 'returning card',
+                          'aria-labelledby': 'returning-h' },
+        h('h2', { id: 'returning-h', text: 'New and returning visitors' }),
+        h('dl', { class: 'figures small' },
+            h('div', { class: 'figure', dataset: { stat: 'new_share' } },
+                h('dt', { text: 'New' }), h('dd', { class: 'value', text: pct(n) }),
+                h('dd', { class: 'hint', text: `${fmtNumber(n)} visitors` })),
+            h('div', { class: 'figure', dataset: { stat: 'returning_share' } },
+                h('dt', { text: 'Returning' }),
+                h('dd', { class: 'value', text: pct(r) }),
+                h('dd', { class: 'hint', text: `${fmtNumber(r)} visitors` }))));
+}
+
+function distribution(key, title, labels, values, colour) {
+    const headingId = nextId('dist');
+    return h('section', { class: 'dist card', dataset: { dist: key },
+                          'aria-labelledby': headingId },
+        h('h3', { id: headingId, text: title }),
+        columnChart(title, labels, values, colour));
+}
+
+const isCounts = (v, n) => Array.isArray(v) && v.length === n
+                           && v.every((x) => typeof x === 'number');
+
+// code: a link's statistics; null: the key's links (tag from the URL)
 export function render(main, params, code) {
     let range = rangeFrom(params);
+    let tag = code ? '' : (params.get('tag') || '').trim();
     const results = h('div', { class: 'stats-results', 'aria-busy': 'true' });
     const targetLine = h('p', { class: 'target-line' });
-    const heading = h('h1', { tabindex: '-1' }, 'Statistics of ',
-                      h('code', { text: code }));
+    const heading = code
+        ? h('h1', { tabindex: '-1' }, 'Statistics of ', h('code', { text: code }))
+        : h('h1', { tabindex: '-1', text: 'Statistics of all links' });
+    const base = code ? `#/links/${encodeURIComponent(code)}/stats` : '#/stats';
 
     const fromIn = h('input', { type: 'date', id: 'stats-from', required: true,
                                 value: range.from,
@@ -190,6 +235,12 @@ export function render(main, params, code) {
         h('option', { value: 'day', text: 'by day' }),
         h('option', { value: 'hour', text: 'by hour' }));
     intervalIn.value = range.interval;
+    const tzIn = h('select', { id: 'stats-tz' },
+        zones().map((z) => h('option', { value: z, text: z })));
+    tzIn.value = range.tz;
+    const tagIn = code ? null : h('input', {
+        type: 'text', id: 'stats-tag', value: tag, autocomplete: 'off',
+        spellcheck: 'false', placeholder: 'all links' });
     const rangeError = h('p', { class: 'field-error', id: 'stats-range-error' });
 
     // the range lives in the URL (without a new history entry or a reload)
@@ -199,8 +250,12 @@ export function render(main, params, code) {
         fromIn.value = r.from;
         toIn.value = r.to;
         intervalIn.value = r.interval;
-        const q = new URLSearchParams(r).toString();
-        const hash = `#/links/${encodeURIComponent(code)}/stats?${q}`;
+        tzIn.value = r.tz;
+        const q = new URLSearchParams(r);
+        if (tag) {
+            q.set('tag', tag);
+        }
+        const hash = `${base}?${q}`;
         if (push && window.location.hash !== hash) {
             window.history.replaceState(null, '', hash);
         }
@@ -208,8 +263,8 @@ export function render(main, params, code) {
     };
 
     const presetRange = (days, interval) => {
-        const to = isoDay(new Date());
-        return { from: addDays(to, 1 - days), to, interval };
+        const to = todayIn(range.tz);
+        return { from: addDays(to, 1 - days), to, interval, tz: range.tz };
     };
 
     const preset = (days, interval, text) => h('button', {
@@ -218,6 +273,13 @@ export function render(main, params, code) {
         on: {
             click: () => show(presetRange(days, interval), true),
         },
+    });
+
+    // a new zone keeps the dates: they now mean days in that zone
+    tzIn.addEventListener('change', () => {
+        if (validZone(tzIn.value)) {
+            show({ ...range, tz: tzIn.value }, true);
+        }
     });
 
     const form = h('form', {
@@ -232,17 +294,24 @@ export function render(main, params, code) {
                     fromIn.focus();
                     return;
                 }
+                if (tagIn) {
+                    tag = tagIn.value.trim();
+                }
                 show({ from: fromIn.value, to: toIn.value,
-                       interval: intervalIn.value }, true);
+                       interval: intervalIn.value, tz: tzIn.value }, true);
             },
         },
     },
         h('div', { class: 'field' },
-            h('label', { for: 'stats-from', text: 'From (UTC)' }), fromIn),
+            h('label', { for: 'stats-from', text: 'From' }), fromIn),
         h('div', { class: 'field' },
-            h('label', { for: 'stats-to', text: 'To (UTC, included)' }), toIn),
+            h('label', { for: 'stats-to', text: 'To (included)' }), toIn),
         h('div', { class: 'field' },
             h('label', { for: 'stats-interval', text: 'Interval' }), intervalIn),
+        h('div', { class: 'field' },
+            h('label', { for: 'stats-tz', text: 'Time zone' }), tzIn),
+        tagIn ? h('div', { class: 'field' },
+            h('label', { for: 'stats-tag', text: 'Tag' }), tagIn) : null,
         h('div', { class: 'field field-submit' },
             h('button', { type: 'submit', class: 'primary', text: 'Show' })),
         h('div', { class: 'presets', role: 'group', 'aria-label': 'Quick ranges' },
@@ -274,9 +343,11 @@ export function render(main, params, code) {
 
         let stats;
         try {
-            stats = await api('GET', `${linkPath(code)}/stats`, {
-                query: { from: range.from, to: addDays(range.to, 1),
-                         interval: range.interval },
+            stats = await api('GET', code ? `${linkPath(code)}/stats` : '/stats', {
+                query: { from: midnight(range.from, range.tz),
+                         to: midnight(addDays(range.to, 1), range.tz),
+                         interval: range.interval, tz: range.tz,
+                         tag: tag || undefined },
             });
         } catch (e) {
             if (mine !== seq) {
@@ -291,7 +362,8 @@ export function render(main, params, code) {
             clear(results);
             results.append(h('p', { class: 'empty',
                                     text: 'No statistics to show.' }));
-            reportError(e, `The statistics of ${code} could not be read:`);
+            reportError(e, code ? `The statistics of ${code} could not be read:`
+                                : 'The statistics could not be read:');
             return;
         }
         if (mine !== seq) {
@@ -306,14 +378,29 @@ export function render(main, params, code) {
     const draw = (stats) => {
         const out = [];
         const interval = stats.interval || range.interval;
+        const tz = stats.tz || range.tz;
         const series = Array.isArray(stats.series) ? stats.series : [];
 
         out.push(h('p', { class: 'range-line',
-                          text: rangeText(stats.from, stats.to, interval) }));
+                          text: rangeText(stats.from, stats.to, interval, tz)
+                                + (typeof stats.links === 'number'
+                                   ? ` · ${fmtNumber(stats.links)} links`
+                                   : '') }));
 
         if (stats.totals && typeof stats.totals === 'object') {
             out.push(h('section', { class: 'totals', 'aria-label': 'Totals' },
                        figures(stats.totals, 'figures')));
+        }
+
+        if (stats.today && typeof stats.today === 'object') {
+            out.push(todaySection(stats.today, tz));
+        }
+
+        if (stats.totals && typeof stats.totals === 'object') {
+            const nr = newReturning(stats.totals);
+            if (nr) {
+                out.push(nr);
+            }
         }
 
         if (series.length) {
@@ -330,8 +417,25 @@ export function render(main, params, code) {
                             interval === 'hour' ? 'bar' : 'line')));
         }
 
+        const dists = [];
+        if (isCounts(stats.hours_of_day, 24)) {
+            dists.push(distribution('hours_of_day', `Hour of the day (${tz})`,
+                                    HOURS, stats.hours_of_day, PALETTE[0]));
+        }
+        if (isCounts(stats.weekdays, 7)) {
+            dists.push(distribution('weekdays', 'Day of the week', WEEKDAYS,
+                                    stats.weekdays, PALETTE[2]));
+        }
+        if (dists.length) {
+            out.push(h('section', { class: 'dists-wrap',
+                                    'aria-labelledby': 'dists-h' },
+                h('h2', { id: 'dists-h', text: 'When' }),
+                h('div', { class: 'tops' }, dists)));
+        }
+
         if (stats.top && typeof stats.top === 'object') {
-            const order = ['referrers', 'browsers', 'os', 'devices', 'countries'];
+            const order = ['referrers', 'browsers', 'os', 'devices', 'countries',
+                           'languages', 'sources', 'networks'];
             const keys = Object.keys(stats.top).sort((a, b) => {
                 const ia = order.indexOf(a) < 0 ? 99 : order.indexOf(a);
                 const ib = order.indexOf(b) < 0 ? 99 : order.indexOf(b);
@@ -358,15 +462,20 @@ export function render(main, params, code) {
         heading, targetLine, form, results);
 
     // the link itself, for its target and short URL (not needed to draw)
-    api('GET', linkPath(code)).then((link) => {
-        append(targetLine, [
-            h('code', { class: 'short-url', text: link.short_url || code }),
-            ' → ', h('span', { class: 'target', text: link.url }),
-            link.title ? h('span', { class: 'meta', text: ` · ${link.title}` })
-                       : null,
-            link.enabled === false ? h('span', { class: 'badge badge-disabled',
-                                                 text: 'Disabled' }) : null]);
-    }).catch(() => {});
+    if (code) {
+        api('GET', linkPath(code)).then((link) => {
+            append(targetLine, [
+                h('code', { class: 'short-url', text: link.short_url || code }),
+                ' → ', h('span', { class: 'target', text: link.url }),
+                link.title ? h('span', { class: 'meta', text: ` · ${link.title}` })
+                           : null,
+                link.enabled === false ? h('span', { class: 'badge badge-disabled',
+                                                     text: 'Disabled' }) : null]);
+        }).catch(() => {});
+    } else {
+        targetLine.textContent = 'Every link of this key\'s owner, or those '
+                                 + 'with a tag.';
+    }
 
     load();
 }

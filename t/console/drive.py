@@ -461,10 +461,40 @@ def step_sample(c, t):
     n = len(c.finds('.stats-results canvas'))
     tops = [e.get_attribute('data-top')
             for e in c.finds('section[data-top]')]
-    t.ok(n == 1 + len(tops), f'{n} charts drawn: the series and '
-         f'{len(tops)} top lists', str(tops))
-    t.ok({'referrers', 'browsers', 'os', 'devices', 'countries'} <= set(tops),
-         'referrers, browsers, OS, devices and countries have a chart')
+    dists = [e.get_attribute('data-dist')
+             for e in c.finds('section[data-dist]')]
+    drawn = [e.get_attribute('data-top') for e in c.finds('section[data-top]')
+             if c.finds('canvas', e)]
+    empty = [e.get_attribute('data-top') for e in c.finds('section[data-top]')
+             if not c.finds('canvas', e)
+             and c.finds('p.empty', e) and not c.finds('table', e)]
+    t.ok(n == 1 + len(dists) + len(drawn) and len(drawn) + len(empty)
+         == len(tops), f'{n} charts drawn: the series, {len(dists)} '
+         f'distributions and {len(drawn)} top lists; empty: {empty}',
+         str(dists + tops))
+    t.ok({'referrers', 'browsers', 'os', 'devices', 'countries', 'languages',
+          'sources'} <= set(tops),
+         'referrers, browsers, OS, devices, countries, languages and sources '
+         'have a chart', str(tops))
+    t.ok(dists == ['hours_of_day', 'weekdays'],
+         'the hours of the day and the weekdays have a chart', str(dists))
+    for key, rows in (('hours_of_day', 24), ('weekdays', 7)):
+        cells = [e.get_attribute('textContent').replace(',', '') for e in
+                 c.finds(f'section[data-dist="{key}"] table.data tbody td:nth-child(2)')]
+        t.ok(len(cells) == rows and sum(map(int, cells)) == c.args.sample_pv,
+             f'{key}: {rows} buckets adding up to every click',
+             str(cells))
+    t.ok(top_labels(c, 'sources')[:2] == ['profile', 'qr'],
+         'the sources list: profile, then qr', str(top_labels(c, 'sources')))
+    t.ok(c.finds('.today [data-stat="pv"] .value'),
+         'today\'s figures are shown')
+    nr = [e.text for e in c.finds('.returning .figure .value')]
+    t.ok(len(nr) == 2 and all(x.endswith('%') for x in nr),
+         'new and returning visitors as shares', str(nr))
+    zone = c.find('#stats-tz').get_attribute('value')
+    want = c.driver.execute_script(
+        'return Intl.DateTimeFormat().resolvedOptions().timeZone;')
+    t.ok(zone == want, f'the time zone is the browser\'s ({want})', zone)
     t.ok(any(x.startswith('DE · ') for x in top_labels(c, 'countries')),
          'countries are named', str(top_labels(c, 'countries')))
     t.ok(len(c.finds('.series table.data tbody tr')) == 30,
@@ -483,6 +513,24 @@ def step_sample(c, t):
     c.find('.presets button:nth-of-type(3)').click()          # 7 days
     c.wait(lambda: len(c.finds('.series table.data tbody tr')) == 7,
            'the 7-day series')
+
+    # another zone: sent as tz=, the buckets follow its midnight
+    c.driver.execute_script("""
+        const s = document.getElementById('stats-tz');
+        s.value = 'Asia/Tokyo';
+        s.dispatchEvent(new Event('change'));""")
+    c.wait(lambda: 'Asia/Tokyo' in c.find('.range-line').text,
+           'the range in the new zone')
+    t.ok('tz=Asia%2FTokyo' in c.driver.current_url,
+         'the zone is kept in the URL', c.driver.current_url)
+    first = c.find('.series table.data tbody th').get_attribute('textContent')
+    t.ok(len(c.finds('.series table.data tbody tr')) == 7,
+         f'7 days in Asia/Tokyo, from {first}')
+    c.driver.execute_script("""
+        const s = document.getElementById('stats-tz');
+        s.value = arguments[0];
+        s.dispatchEvent(new Event('change'));""", zone)
+    c.wait(lambda: zone in c.find('.range-line').text, 'the zone back')
     c.wait(lambda: c.driver.execute_script(
         "return [...document.querySelectorAll('.stats-results canvas')]"
         ".every((x) => x.width > 0)"), 'the charts to be drawn')
@@ -490,6 +538,200 @@ def step_sample(c, t):
     c.driver.execute_script('window.scrollTo(0, 0)')
     check_a11y(c, t, 'the statistics page')
     c.screenshot('stats.png', full=True)
+
+
+def preview_codes(c):
+    return [a.get_attribute('data-code')
+            for a in c.finds('.preview .pv-page nav a')]
+
+
+def entry_codes(c):
+    return [li.get_attribute('data-code')
+            for li in c.finds('ol.entries > li')]
+
+
+def pick(c, code):
+    c.driver.execute_script(
+        'const s = document.getElementById("entry-pick");'
+        's.value = arguments[0]; s.dispatchEvent(new Event("change"));', code)
+    c.find('#entry-add').click()
+
+
+def pstat(c, key):
+    # read in one go: the figures are redrawn on each refresh
+    return c.driver.execute_script(
+        'const el = document.querySelector(arguments[0]);'
+        'return el ? el.textContent : null;',
+        f'.profile-stats [data-stat="{key}"] .value')
+
+
+def step_profile(c, t):
+    """A profile through the UI: entries, preview, reorder, page, stats."""
+    d = c.driver
+    user = c.args.profile
+    sample, code = c.args.sample, c.args.code
+
+    c.go('#/profiles')
+    c.wait(lambda: c.visible('#new-profile'), 'the profiles page')
+    check_a11y(c, t, 'the profiles page')
+    c.find('#new-profile').click()
+    c.wait(lambda: c.visible('[data-field="username"]'), 'the profile form')
+    t.ok(d.switch_to.active_element.get_attribute('data-field') == 'username',
+         'the new profile form starts at the username')
+    c.find('[data-field="username"]').send_keys(user)
+    c.find('[data-field="display_name"]').send_keys('Console <b>test</b> ✓')
+    c.find('[data-field="bio"]').send_keys('First line\nمرحبا')
+    d.execute_script('const s = document.querySelector(\'[data-field="theme"]\');'
+                     's.value = "dark"; s.dispatchEvent(new Event("change",'
+                     ' {bubbles: true}));')
+    pick(c, sample)
+    pick(c, code)
+    t.ok(entry_codes(c) == [sample, code], 'two links picked as entries',
+         str(entry_codes(c)))
+    h1 = c.find('.preview .pv-h1')
+    t.ok(h1.text == 'Console <b>test</b> ✓' and not c.finds('.preview b'),
+         'the preview shows the name as text, not markup', h1.text)
+    t.ok(preview_codes(c) == [sample, code]
+         and 't-dark' in c.find('.preview .pv-page').get_attribute('class'),
+         'the preview lists both entries in order, dark theme',
+         str(preview_codes(c)))
+    t.ok(c.find('.preview .pv-bio').text == 'First line\nمرحبا',
+         'the bio keeps its line break', c.find('.preview .pv-bio').text)
+
+    # an empty title: the API's 422 at /entries/1/title, shown at the entry
+    c.expected.append((r'/_links/profiles$', 422))
+    title2 = c.finds('ol.entries [data-entry-field="title"]')[1]
+    title2.clear()
+    title2.send_keys(' ')
+    title2.send_keys(Keys.BACKSPACE)
+    c.find('#profile-save').click()
+    err = c.wait(lambda: c.visible(f'ol.entries li[data-code="{code}"] '
+                                   '.field-error:not(:empty)'),
+                 'the entry\'s error')
+    t.ok('title' in err.text, 'a 422 on /entries/1/title is shown at the '
+         'entry', err.text)
+    t.ok(title2.get_attribute('aria-invalid') == 'true'
+         and d.switch_to.active_element == title2,
+         'its title is marked invalid and has the focus')
+    t.ok(not c.find('#alerts').text, 'no page alert for a field error')
+    check_a11y(c, t, 'the profile form with an error')
+    title2.send_keys('Console & <friends>')
+
+    c.find('#profile-save').click()
+    c.wait(lambda: c.visible('#public-page'), 'the saved profile')
+    t.ok(d.current_url.endswith(f'#/profiles/{user}'),
+         'created: the editor of the saved profile', d.current_url)
+    status, prof = c.api('GET', f'/profiles/{user}')
+    t.ok(status == 200 and [e['code'] for e in prof['entries']]
+         == [sample, code] and prof['theme'] == 'dark',
+         'the API has it with both entries, dark', f'{status} {prof}')
+
+    # reorder with the keyboard: focus the second entry's "Up", press Enter
+    c.wait(lambda: len(c.finds('ol.entries > li')) == 2, 'the entries')
+    up = c.find(f'ol.entries li[data-code="{code}"] [data-action="up"]')
+    d.execute_script('arguments[0].focus();', up)
+    d.switch_to.active_element.send_keys(Keys.ENTER)
+    t.ok(entry_codes(c) == [code, sample] and preview_codes(c) == [code, sample],
+         'Up moves the entry, the preview follows', str(entry_codes(c)))
+    act = d.switch_to.active_element
+    t.ok(act.get_attribute('data-action') == 'down'
+         and act.find_element(By.XPATH, './ancestor::li')
+                .get_attribute('data-code') == code,
+         'the focus stays on the moved entry')
+    # a javascript: avatar: the PATCH's 422 at /avatar_url, at its field
+    c.expected.append((rf'/_links/profiles/{user}$', 422))
+    avatar = c.find('[data-field="avatar_url"]')
+    avatar.send_keys('javascript:alert(1)')
+    c.find('#profile-save').click()
+    err = c.wait(lambda: c.visible('.profile-form [data-error-for="avatar_url"]'),
+                 'the avatar field\'s error')
+    t.ok(err.text != '' and avatar.get_attribute('aria-invalid') == 'true'
+         and d.switch_to.active_element == avatar,
+         'a 422 on /avatar_url is shown at the avatar field', err.text)
+    # an image of this server: the preview names its host, loads nothing
+    avatar.clear()
+    avatar.send_keys(f'{c.base}/console/favicon.svg')
+    host = c.find('.preview .pv-avatar')
+    t.ok(host.text == c.url.netloc and not c.finds('.preview img'),
+         'the preview shows where the avatar comes from', host.text)
+    check_a11y(c, t, 'the profile editor')
+    c.screenshot('profile-editor.png', full=True)
+    c.find('#profile-save').click()
+    c.wait(lambda: 'Saved' in c.find('.form-alert').text, 'the save')
+    status, prof = c.api('GET', f'/profiles/{user}')
+    t.ok([e['code'] for e in prof['entries']] == [code, sample],
+         'one save puts the new order in the API',
+         str([e['code'] for e in prof['entries']]))
+    t.ok(prof['avatar_url'] == f'{c.base}/console/favicon.svg',
+         'and the avatar', str(prof['avatar_url']))
+
+    # the public page, as nginx serves it
+    href = c.find('#public-page').get_attribute('href')
+    t.ok(href == f'{c.base}/@{user}', 'a link to the public page', href)
+    d.get(href)
+    c.wait(lambda: c.finds('nav[aria-label="Links"] a'), 'the public page')
+    t.ok(d.find_element(By.TAG_NAME, 'h1').text == 'Console <b>test</b> ✓',
+         'the public page has the display name')
+    avatar_ok = lambda: d.execute_script(
+        'const i = document.querySelector("img.avatar");'
+        'return Boolean(i && i.complete && i.naturalWidth > 0);')
+    try:
+        c.wait(avatar_ok, 'the avatar', 5)
+    except AssertionError:
+        pass
+    t.ok(avatar_ok(), 'and its avatar')
+    hrefs = [a.get_attribute('href')
+             for a in c.finds('nav[aria-label="Links"] a')]
+    t.ok(hrefs == [f'{c.base}/{code}?_sls=profile',
+                   f'{c.base}/{sample}?_sls=profile'],
+         'its links go through the short links, in the new order', str(hrefs))
+    c.screenshot('profile-page.png')
+
+    # back in the console: the statistics of the profile (30 days: the
+    # sample link's clicks marked source "profile", the one view)
+    d.get(f'{c.base}/console/#/profiles/{user}')
+    c.wait(lambda: pstat(c, 'views') is not None, 'the profile statistics')
+    c.find('.profile-stats [data-days="30"]').click()
+    deadline = time.time() + 15
+    while pstat(c, 'views') != '1' and time.time() < deadline:
+        time.sleep(0.3)
+        c.find('#pstats-refresh').click()
+        c.wait(lambda: c.finds('.pstats-results[aria-busy="false"]'),
+               'the statistics')
+    t.ok(pstat(c, 'views') == '1', 'the page view is counted',
+         str(pstat(c, 'views')))
+    c.wait(lambda: pstat(c, 'clicks') == '120', 'the entry clicks')
+    t.ok(pstat(c, 'ctr') == '12000.0 %',
+         'clicks per view', str(pstat(c, 'ctr')))
+    rows = {r.get_attribute('data-code'):
+            c.find('td.num', r).get_attribute('textContent')
+            for r in c.finds('table.pstats-table tbody tr')}
+    t.ok(rows == {code: '0', sample: '120'},
+         'clicks per entry', str(rows))
+    t.ok(c.finds('.profile-stats canvas'), 'clicks per entry as a chart')
+    check_a11y(c, t, 'the profile statistics')
+
+
+def step_overall(c, t):
+    """GET /stats: every link of the key's owner, and by tag."""
+    c.go('#/stats')
+    c.wait(lambda: c.finds('.stats-results[aria-busy="false"] .range-line'),
+           'the owner-wide statistics')
+    c.find('.presets button:nth-of-type(4)').click()         # 30 days
+    c.wait(lambda: stats_value(c, 'pv') is not None
+           and int(stats_value(c, 'pv').replace(',', '')) >= c.args.sample_pv,
+           'the 30-day totals of all links')
+    t.ok(' links' in c.find('.range-line').text,
+         'the owner-wide statistics say how many links',
+         c.find('.range-line').text)
+    c.find('#stats-tag').send_keys('sample' + Keys.ENTER)
+    c.wait(lambda: 'tag=sample' in c.driver.current_url
+           and stats_value(c, 'pv') == f'{c.args.sample_pv:,}',
+           'the statistics of the tag')
+    t.ok('1 links' in c.find('.range-line').text,
+         'by tag: the sample link alone', c.find('.range-line').text)
+    t.ok(c.finds('section[data-dist="weekdays"] canvas'),
+         'with the same charts as a link')
 
 
 def step_edit(c, t):
@@ -640,7 +882,40 @@ def step_phone(c, t):
     t.ok(overflow <= 0, 'on a phone the statistics fit the screen',
          f'{overflow}px too wide')
     c.screenshot('stats-phone.png')
+    c.go(f'#/profiles/{c.args.profile}')
+    c.wait(lambda: c.finds('.preview .pv-page nav a')
+           and c.finds('.pstats-results[aria-busy="false"]'),
+           'the profile editor on a phone')
+    time.sleep(0.3)
+    overflow = d.execute_script('return document.documentElement.scrollWidth'
+                                ' - document.documentElement.clientWidth')
+    t.ok(overflow <= 0, 'on a phone the profile editor fits the screen',
+         f'{overflow}px too wide')
+    c.screenshot('profile-phone.png')
     d.set_window_size(1280, 1000)
+
+
+def step_profile_delete(c, t):
+    user = c.args.profile
+    c.go(f'#/profiles/{user}')
+    c.wait(lambda: c.visible('#profile-delete'), 'the delete button')
+    c.find('#profile-delete').click()
+    dlg = c.wait(lambda: c.visible('dialog.confirm-dialog[open]'),
+                 'the confirmation')
+    c.find('[data-action="confirm"]', dlg).click()
+    c.wait(lambda: c.driver.current_url.endswith('#/profiles')
+           and c.visible('#new-profile'), 'the profiles page')
+    c.wait(lambda: not c.finds(f'tr[data-username="{user}"]'),
+           'the profile to leave the list')
+    t.ok(True, 'a deleted profile leaves the list')
+    # the cached page goes when nginx hears the NOTIFY (milliseconds)
+    deadline = time.time() + 5
+    while True:
+        status, _, _ = c.http('GET', f'/@{user}')
+        if status == 404 or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    t.ok(status == 404, 'its public page answers 404', f'status {status}')
 
 
 def step_forget(c, t):
@@ -685,6 +960,7 @@ def main():
     p.add_argument('--code', required=True)
     p.add_argument('--sample', required=True)
     p.add_argument('--sample-pv', type=int, required=True)
+    p.add_argument('--profile', required=True)
     p.add_argument('--out', required=True)
     args = p.parse_args()
     t = Tap()
@@ -703,8 +979,9 @@ def main():
         return 1
 
     steps = [step_key, step_create, step_paging, step_follow, step_stats,
-             step_sample, step_edit, step_disable_delete, step_status,
-             step_phone, step_forget]
+             step_sample, step_profile, step_overall, step_edit,
+             step_disable_delete, step_status,
+             step_phone, step_profile_delete, step_forget]
     try:
         for step in steps:
             try:

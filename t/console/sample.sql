@@ -1,6 +1,7 @@
 -- Sample clicks for the console's statistics page: :n clicks of the link
 -- :'code' spread over the last two weeks (more of them lately), from a mix
--- of browsers, systems, devices, referrers and countries, through
+-- of browsers, systems, devices, referrers, countries and languages, a
+-- fifth of them from a profile page (source "profile"), through
 -- record_clicks() as the flusher writes them.  Deterministic: the same
 -- totals every time.  psql -v code=... -v n=... -f sample.sql
 
@@ -29,5 +30,9 @@ SELECT shortlink.record_clicks(
                      'https://t.co/abc', 'https://www.reddit.com/r/nginx/',
                      'https://example.org/blog/post'])[1 + floor(fr * 6)::int] ORDER BY i),
     array_agg(md5('visitor' || (i % 260)) ORDER BY i),
-    array_agg(jsonb_build_object('country', (ARRAY['US', 'DE', 'FR', 'GB', 'JP', 'BR', 'IN', 'CA'])[1 + floor(fc * 8)::int]) ORDER BY i))
+    array_agg(jsonb_strip_nulls(jsonb_build_object(
+        'country', (ARRAY['US', 'DE', 'FR', 'GB', 'JP', 'BR', 'IN', 'CA'])[1 + floor(fc * 8)::int],
+        'language', (ARRAY['en', 'de', 'fr', 'ja', 'pt'])[1 + (i * 13) % 5],
+        'source', CASE WHEN i % 5 = 0 THEN 'profile' WHEN i % 7 = 0 THEN 'qr' END))
+        ORDER BY i))
 FROM c;
