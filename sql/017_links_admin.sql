@@ -924,8 +924,9 @@ BEGIN
         RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
             'more than 10000 buckets requested: use a shorter range or interval=day');
     END IF;
+    -- whole hours: every hour the range touches, the current one included
     v_from := date_bin('1 hour', v_from, epoch);
-    v_to := date_bin('1 hour', v_to, epoch);
+    v_to := date_bin('1 hour', v_to - interval '1 microsecond', epoch) + interval '1 hour';
 
     codes := ARRAY(SELECT l.code FROM shortlink.links l
                     WHERE l.owner = g.owner AND l.deleted_at IS NULL
@@ -954,8 +955,8 @@ $$;
 
 COMMENT ON FUNCTION shortlink.api_group_stats(text, text[], jsonb, text, text, boolean, text) IS
     'GET /groups/{id}/stats?from=&to=&interval=: page views (pv, bots) of '
-    'the group''s live links summed from link_hourly_clicks over [from, to) '
-    '(hours), in total and per hour or day (non-empty buckets only); '
+    'the group''s live links summed from link_hourly_clicks over the hours '
+    'from..to touches (the current hour included by default), in total and per hour or day (non-empty buckets only); '
     'parameters as GET /links/{code}/stats.  Unique visitors are not '
     'additive over links and are not given';
 
