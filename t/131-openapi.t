@@ -11,6 +11,23 @@ $ENV{TEST_NGINX_API_KEY} = sql_value("SELECT shortlink.create_api_key('t131')");
 sql(q{INSERT INTO shortlink.links (code, url, owner)
       VALUES ('oa1', 'https://example.com/oa1', 't131')});
 
+# groups, policy rules, the recycle bin (sql/017): a group, a rule, and two
+# deleted links, one to restore and one to purge
+sql(q{DELETE FROM shortlink.groups WHERE owner = 't131';
+      DELETE FROM shortlink.policy_rules WHERE owner = 't131';
+      DELETE FROM shortlink.purged_codes WHERE code IN ('oa2', 'oa3');
+      DELETE FROM shortlink.links WHERE code IN ('oa2', 'oa3');
+      INSERT INTO shortlink.links (code, url, owner, deleted_at) VALUES
+          ('oa2', 'https://example.com/oa2', 't131', now()),
+          ('oa3', 'https://example.com/oa3', 't131', now())});
+my %id = (
+    '{group}' => sql_value(q{INSERT INTO shortlink.groups (owner, name)
+                             VALUES ('t131', 'documented') RETURNING id}),
+    '{rule}'  => sql_value(q{INSERT INTO shortlink.policy_rules (owner, kind, host)
+                             VALUES ('t131', 'deny', 'oa-t131.example') RETURNING id}),
+);
+my %code = ('post /trash/{code}/restore' => 'oa2', 'delete /trash/{code}' => 'oa3');
+
 my $doc = do {
     open my $fh, '<', 'openapi.json' or die "openapi.json: $!";
     local $/;
@@ -22,6 +39,9 @@ my %body = (
     'post /links'          => '{"url": "https://example.com/openapi"}',
     'post /links/bulk'     => '[{"url": "https://example.com/openapi-bulk"}]',
     'patch /links/{code}'  => '{"title": "documented"}',
+    'post /groups'         => '{"name": "openapi"}',
+    'patch /groups/{group}' => '{"position": 0}',
+    'post /policy/rules'   => '{"kind": "deny", "host": "oa-t131-post.example"}',
 );
 
 our (@requests, @codes);
@@ -39,7 +59,8 @@ for my $path (sort keys %{ $doc->{paths} }) {
 # the delete goes last: the other operations need the link
 for my $op (sort { ($a->[0] eq 'delete') <=> ($b->[0] eq 'delete') } @ops) {
     my ($method, $path, $ok) = @$op;
-    (my $uri = $path) =~ s/\{code\}/oa1/;
+    (my $uri = $path) =~ s/\{code\}/$code{"$method $path"} \/\/ 'oa1'/e;
+    $uri =~ s/(\{group\}|\{rule\})/$id{$1}/g;
     my $req = uc($method) . " /_api$uri";
     $req .= "\n" . $body{"$method $path"} if $body{"$method $path"};
     push @requests, $req;
