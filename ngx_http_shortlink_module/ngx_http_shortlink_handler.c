@@ -17,6 +17,7 @@
 #include "ngx_http_shortlink_module.h"
 #include "ngx_http_shortlink_code.h"
 #include "ngx_http_shortlink_source.h"
+#include "ngx_http_shortlink_qr.h"
 
 
 static ngx_int_t ngx_http_shortlink_get_code(ngx_http_request_t *r,
@@ -157,6 +158,9 @@ ngx_http_shortlink_get_code(ngx_http_request_t *r,
                        "shortlink: percent-encoded path refused");
         return NGX_HTTP_NOT_FOUND;
 
+    } else if (slcf->qr && ngx_http_shortlink_qr_uri(r, &ctx->code)) {
+        ctx->qr = 1;
+
     } else {
         ngx_http_shortlink_code_from_uri(&r->uri, &ctx->code);
     }
@@ -188,6 +192,12 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
 
     if (ctx->link.status == NGX_HTTP_SHORTLINK_GONE) {
         return NGX_HTTP_SHORTLINK_GONE;
+    }
+
+    /* "shortlink_qr on": /{code}/qr is the link's QR code, not a visit */
+
+    if (ctx->qr) {
+        return ngx_http_shortlink_qr_link(r);
     }
 
     /* the "_sls" source marker: recorded, never forwarded */

@@ -2,10 +2,12 @@
 /*
  * Copyright (C) ngx_http_shortlink_module authors
  *
- * QR codes of short links (GET <api>/links/{code}/qr): PostgreSQL decides
+ * QR codes of short links.  GET <api>/links/{code}/qr: PostgreSQL decides
  * whether the key may see the link and which text to encode
- * (shortlink.api_link_qr, sql/017); this file encodes it with libqrencode
- * and writes the image.
+ * (shortlink.api_link_qr, sql/017).  With "shortlink_qr on", a public GET
+ * /{code}/qr of a link that redirects (found through the same tiers as a
+ * visit, no click recorded) encodes the URL it was asked under.  This file
+ * encodes the text with libqrencode and writes the image.
  *
  *   svg: one path, a horizontal run of dark modules per subpath; the
  *        image is size x size pixels (it scales without loss).
@@ -29,6 +31,7 @@
 #include <zlib.h>
 
 #include "ngx_http_shortlink_qr.h"
+#include "ngx_http_shortlink_code.h"
 
 
 #define NGX_HTTP_SHORTLINK_QR_QUIET  4
@@ -42,6 +45,151 @@ static u_char *ngx_http_shortlink_qr_chunk(u_char *p, const char *type,
     u_char *data, size_t len);
 static u_char *ngx_http_shortlink_qr_be32(u_char *p, uint32_t n);
 static void ngx_http_shortlink_qr_free(void *data);
+static ngx_int_t ngx_http_shortlink_qr_params(ngx_http_request_t *r,
+    ngx_str_t *format, ngx_uint_t *size);
+static ngx_uint_t ngx_http_shortlink_qr_host_ok(ngx_str_t *host);
+
+
+ngx_uint_t
+ngx_http_shortlink_qr_uri(ngx_http_request_t *r, ngx_str_t *code)
+{
+    ngx_str_t  path;
+
+    if (r->uri.len <= sizeof("/qr") - 1
+        || ngx_strncmp(r->uri.data + r->uri.len - 3, "/qr", 3) != 0)
+    {
+        return 0;
+    }
+
+    path.data = r->uri.data;
+    path.len = r->uri.len - 3;
+
+    ngx_http_shortlink_code_from_uri(&path, code);
+
+    return 1;
+}
+
+
+ngx_int_t
+ngx_http_shortlink_qr_link(ngx_http_request_t *r)
+{
+    u_char      *p;
+    ngx_str_t    text, format, *host;
+    ngx_uint_t   size;
+
+    if (ngx_http_shortlink_qr_params(r, &format, &size) != NGX_OK) {
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    /*
+     * the Host as sent, with its port, when it is only what a host and
+     * port may hold; else the server name nginx took from it
+     */
+
+    host = &r->headers_in.server;
+
+    if (r->headers_in.host
+        && ngx_http_shortlink_qr_host_ok(&r->headers_in.host->value))
+    {
+        host = &r->headers_in.host->value;
+
+    } else if (!ngx_http_shortlink_qr_host_ok(host)) {
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    /* scheme://host + the URI without "/qr" + "?_sls=qr" */
+
+    text.len = sizeof("https://") - 1 + host->len + r->uri.len - 3
+               + sizeof("?_sls=qr") - 1;
+
+    text.data = ngx_pnalloc(r->pool, text.len);
+    if (text.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) {
+        p = ngx_cpymem(text.data, "https://", sizeof("https://") - 1);
+
+    } else
+#endif
+    {
+        p = ngx_cpymem(text.data, "http://", sizeof("http://") - 1);
+    }
+
+    p = ngx_cpymem(p, host->data, host->len);
+    p = ngx_cpymem(p, r->uri.data, r->uri.len - 3);
+    p = ngx_cpymem(p, "?_sls=qr", sizeof("?_sls=qr") - 1);
+
+    text.len = p - text.data;
+
+    return ngx_http_shortlink_qr_send(r, &text, &format, size);
+}
+
+
+/* 1-255 of [A-Za-z0-9.:[]-] */
+
+static ngx_uint_t
+ngx_http_shortlink_qr_host_ok(ngx_str_t *host)
+{
+    u_char  c, *p, *last;
+
+    if (host->len == 0 || host->len > 255) {
+        return 0;
+    }
+
+    last = host->data + host->len;
+
+    for (p = host->data; p < last; p++) {
+        c = *p;
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == ':'
+              || c == '[' || c == ']'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* ?format=svg|png (default svg) and ?size=64..1024 (default 256) */
+
+static ngx_int_t
+ngx_http_shortlink_qr_params(ngx_http_request_t *r, ngx_str_t *format,
+    ngx_uint_t *size)
+{
+    ngx_int_t  n;
+    ngx_str_t  value;
+
+    ngx_str_set(format, "svg");
+    *size = 256;
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &value) == NGX_OK) {
+        if (value.len == 3 && ngx_strncmp(value.data, "png", 3) == 0) {
+            ngx_str_set(format, "png");
+
+        } else if (!(value.len == 3
+                     && ngx_strncmp(value.data, "svg", 3) == 0))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (ngx_http_arg(r, (u_char *) "size", 4, &value) == NGX_OK) {
+        n = ngx_atoi(value.data, value.len);
+
+        if (n < 64 || n > 1024) {
+            return NGX_DECLINED;
+        }
+
+        *size = (ngx_uint_t) n;
+    }
+
+    return NGX_OK;
+}
 
 
 ngx_int_t

@@ -11,6 +11,7 @@ use lib 't/lib';
 use ShortlinkTest;
 use File::Temp ();
 use HTTP::Tiny ();
+use Time::HiRes ();
 
 sql(q{
     DELETE FROM shortlink.links WHERE code LIKE 't170%';
@@ -29,7 +30,7 @@ add_block_preprocessor(sub {
     shortlink_queue clicks:1m;
     shortlink_flush interval=100ms batch=1000;
 _EOC_
-    $block->set_value("config", <<'_EOC_');
+    $block->set_value("config", <<'_EOC_') unless defined $block->config;
     location / { shortlink; }
     location /_api/ { shortlink_api; }
 _EOC_
@@ -116,6 +117,18 @@ for my $size (64, 128, 256, 1024) {
     is(zbar("$dir/qr.pbm"), $want, "the SVG's modules decode to the short URL with _sls=qr ($runs runs)");
 }
 
+# the public /{code}/qr ("shortlink_qr on", the last block's configuration)
+{
+    my $res = $http->get("$base/go/t170a/qr?format=png&size=256");
+    is($res->{status}, 200, 'public /go/t170a/qr: 200');
+    is($res->{headers}{'content-type'}, 'image/png', 'public: image/png');
+    open my $fh, '>:raw', "$dir/public.png" or die $!;
+    print $fh $res->{content};
+    close $fh;
+    is(zbar("$dir/public.png"), "$base/go/t170a?_sls=qr",
+       'public: decodes to the URL it was asked under, with _sls=qr');
+}
+
 # a scan: following the decoded URL redirects and counts as source=qr
 {
     my $res = $http->get($want);
@@ -127,6 +140,11 @@ for my $size (64, 128, 256, 1024) {
                         WHERE code = 't170a' AND extra->>'source' = 'qr'}) == 1
        }, 10),
        'the scan is recorded as a click with source=qr');
+    Time::HiRes::sleep(0.3);
+    # clicks of t170a: the scan and the plain visit of TEST 6, nothing for
+    # the dozen images fetched through the API and /go/t170a/qr
+    is(sql_value(q{SELECT count(*) FROM shortlink.clicks WHERE code = 't170a'}), 2,
+       'fetching QR codes records no click');
 }
 
 __DATA__
@@ -194,5 +212,27 @@ ShortlinkTest::sql(q{INSERT INTO shortlink.links (code, url, owner, deleted_at)
 --- request
 GET /_api/links/t170d/qr
 --- error_code: 404
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: shortlink_qr on: a public /{code}/qr for links that redirect
+--- config
+    location / { shortlink; }
+    location /go/ { shortlink; shortlink_qr on; }
+    location /_api/ { shortlink_api; }
+--- more_headers
+X-Nothing: 1
+--- request eval
+["GET /go/t170a/qr", "GET /go/t170a/qr?format=png&size=128", "HEAD /go/t170a/qr",
+ "GET /go/t170zz/qr", "GET /go/t170d/qr", "GET /go/t170a/qr?format=gif",
+ "GET /go/t170a/qr?size=2000", "GET /go/t170a/qr?size=x", "GET /t170a/qr",
+ "POST /go/t170a/qr", "GET /go/t170a"]
+--- error_code eval
+[200, 200, 200, 404, 404, 400, 400, 400, 404, 405, 302]
+--- response_headers eval
+["Content-Type: image/svg+xml", "Content-Type: image/png", "Content-Type: image/svg+xml",
+ "", "", "", "", "", "", "Allow: GET, HEAD", "Location: https://example.com/qr-target"]
 --- no_error_log
 [error]
