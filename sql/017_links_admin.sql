@@ -65,8 +65,8 @@ ALTER TABLE shortlink.links
 
 COMMENT ON COLUMN shortlink.links.blocked_by IS
     'Set by the policy when a rule added after the link was written '
-    'refuses its target: the link answers 410 Gone and is listed by GET '
-    '/policy/report.  {"reason": "deny", "rule": {...}} or {"reason": '
+    'refuses its target (kept for live links; judged again on restore): '
+    'the link answers 410 Gone and is listed by GET /policy/report.  {"reason": "deny", "rule": {...}} or {"reason": '
     '"not-allowed", "scope": "global"|owner}';
 
 CREATE INDEX links_blocked ON shortlink.links (owner, code)
@@ -220,24 +220,104 @@ CREATE TRIGGER links_policy_update BEFORE UPDATE OF url, owner ON shortlink.link
     WHEN (NEW.url IS DISTINCT FROM OLD.url OR NEW.owner IS DISTINCT FROM OLD.owner)
     EXECUTE FUNCTION shortlink.links_policy();
 
--- a rule changed: mark and unmark the links it concerns.  The update bumps
--- their versions (links_touch) and so reaches every cache (links_notify).
-CREATE FUNCTION shortlink.policy_refresh() RETURNS trigger
+-- a restored link is judged again: a rule added while it was in the
+-- recycle bin blocks it (no error: restoring never fails for the policy)
+CREATE FUNCTION shortlink.links_policy_restore() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE shortlink.links l
-       SET blocked_by = shortlink.policy_verdict(l.owner, l.url)
-     WHERE l.blocked_by IS DISTINCT FROM shortlink.policy_verdict(l.owner, l.url);
+    NEW.blocked_by := shortlink.policy_verdict(NEW.owner, NEW.url);
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER links_policy_restore BEFORE UPDATE OF deleted_at ON shortlink.links
+    FOR EACH ROW
+    WHEN (OLD.deleted_at IS NOT NULL AND NEW.deleted_at IS NULL)
+    EXECUTE FUNCTION shortlink.links_policy_restore();
+
+-- the target host of every live link, reversed ("example.evil.x"), so that
+-- "*.suffix" is a prefix search: a rule change visits only the links it
+-- can concern
+CREATE INDEX links_target_host
+    ON shortlink.links (reverse(shortlink.policy_url_host(url)) text_pattern_ops)
+    WHERE deleted_at IS NULL;
+
+-- judge again the live links p_filter selects (SQL over x, a row of
+-- links), of p_owner only unless p_global; only changed verdicts are
+-- written
+CREATE FUNCTION shortlink.policy_recheck(p_filter text, p_global boolean, p_owner text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format(
+        'UPDATE shortlink.links l SET blocked_by = v.verdict
+           FROM (SELECT x.code, shortlink.policy_verdict(x.owner, x.url) AS verdict
+                   FROM shortlink.links x
+                  WHERE x.deleted_at IS NULL AND ($1 OR x.owner = $2) AND %s) v
+          WHERE l.code = v.code AND l.blocked_by IS DISTINCT FROM v.verdict',
+        p_filter)
+    USING p_global, p_owner;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.policy_recheck(text, boolean, text) IS
+    'Sets blocked_by of the live links a filter selects to their verdict '
+    '(policy_refresh''s worker; the filter is built there, never from input)';
+
+-- a rule changed: mark and unmark the links it can concern, which are the
+-- links blocked now, those whose host a changed deny rule matches, and
+-- every link in the scope of a changed allow rule (an allow list decides
+-- about every host).  The update bumps their versions (links_touch) and so
+-- reaches every cache (links_notify).  Deleted links are judged when
+-- restored (links_policy_restore).
+CREATE FUNCTION shortlink.policy_refresh() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    c  record;
+BEGIN
+    PERFORM shortlink.policy_recheck('x.blocked_by IS NOT NULL', true, NULL);
+    IF TG_OP = 'TRUNCATE' THEN
+        RETURN NULL;
+    END IF;
+    FOR c IN EXECUTE CASE TG_OP
+            WHEN 'INSERT' THEN 'SELECT DISTINCT owner, kind, host FROM new_rules'
+            WHEN 'DELETE' THEN 'SELECT DISTINCT owner, kind, host FROM old_rules'
+            ELSE 'SELECT owner, kind, host FROM new_rules
+                  UNION SELECT owner, kind, host FROM old_rules' END
+    LOOP
+        IF c.kind = 'allow' THEN
+            PERFORM shortlink.policy_recheck('true', c.owner IS NULL, c.owner);
+        ELSIF left(c.host, 2) = '*.' THEN
+            PERFORM shortlink.policy_recheck(
+                format('reverse(shortlink.policy_url_host(x.url)) LIKE %L',
+                       reverse(substr(c.host, 2)) || '%'),
+                c.owner IS NULL, c.owner);
+        ELSE
+            PERFORM shortlink.policy_recheck(
+                format('reverse(shortlink.policy_url_host(x.url)) = %L', reverse(c.host)),
+                c.owner IS NULL, c.owner);
+        END IF;
+    END LOOP;
     RETURN NULL;
 END;
 $$;
 
 COMMENT ON FUNCTION shortlink.policy_refresh() IS
-    'After any change of policy_rules: sets links.blocked_by of every link '
-    'to its verdict (one pass over links; only changed rows are written)';
+    'After any change of policy_rules: sets links.blocked_by of the live '
+    'links the change can concern to their verdict (only changed rows are '
+    'written; a deny rule visits the links of its host through '
+    'links_target_host, an allow rule every link of its scope)';
 
-CREATE TRIGGER policy_rules_refresh
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON shortlink.policy_rules
+CREATE TRIGGER policy_rules_refresh_insert AFTER INSERT ON shortlink.policy_rules
+    REFERENCING NEW TABLE AS new_rules
+    FOR EACH STATEMENT EXECUTE FUNCTION shortlink.policy_refresh();
+CREATE TRIGGER policy_rules_refresh_update AFTER UPDATE ON shortlink.policy_rules
+    REFERENCING NEW TABLE AS new_rules OLD TABLE AS old_rules
+    FOR EACH STATEMENT EXECUTE FUNCTION shortlink.policy_refresh();
+CREATE TRIGGER policy_rules_refresh_delete AFTER DELETE ON shortlink.policy_rules
+    REFERENCING OLD TABLE AS old_rules
+    FOR EACH STATEMENT EXECUTE FUNCTION shortlink.policy_refresh();
+CREATE TRIGGER policy_rules_refresh_truncate AFTER TRUNCATE ON shortlink.policy_rules
     FOR EACH STATEMENT EXECUTE FUNCTION shortlink.policy_refresh();
 
 
@@ -1048,7 +1128,7 @@ BEGIN
     END IF;
     RETURN ROW(201, shortlink.policy_rule_json(r) || jsonb_build_object(
         'blocked_links', (SELECT count(*) FROM shortlink.links l
-                           WHERE l.blocked_by IS NOT NULL
+                           WHERE l.blocked_by IS NOT NULL AND l.deleted_at IS NULL
                              AND (own IS NULL OR l.owner = own))))::shortlink.api_result;
 END;
 $$;
@@ -1109,7 +1189,6 @@ BEGIN
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'code', p.code, 'url', p.url, 'owner', p.owner,
                'short_url', rtrim(p_base_url, '/') || '/' || p.code,
-               'deleted', p.deleted_at IS NOT NULL,
                'blocked_by', p.blocked_by,
                'detail', shortlink.policy_describe(p.blocked_by))
                ORDER BY p.rn) FILTER (WHERE p.rn <= lim), '[]'),
@@ -1118,7 +1197,7 @@ BEGIN
       INTO page, more, next
       FROM (SELECT l.*, row_number() OVER (ORDER BY l.created_at, l.code) AS rn
               FROM shortlink.links l
-             WHERE l.blocked_by IS NOT NULL
+             WHERE l.blocked_by IS NOT NULL AND l.deleted_at IS NULL
                AND (p_admin OR l.owner = p_owner)
                AND (pg ->> 'code' IS NULL
                     OR (l.created_at, l.code) > ((pg ->> 'ts')::timestamptz, pg ->> 'code'))
@@ -1131,9 +1210,9 @@ END;
 $$;
 
 COMMENT ON FUNCTION shortlink.api_policy_report(text, text[], jsonb, text, text, boolean, text) IS
-    'GET /policy/report?limit=&cursor=: links (the key owner''s; admin: '
-    'all) that the target policy blocks (410 Gone), with the rule or the '
-    'allow list that blocks each';
+    'GET /policy/report?limit=&cursor=: live links (the key owner''s; '
+    'admin: all) that the target policy blocks (410 Gone), with the rule '
+    'or the allow list that blocks each';
 
 
 -- --- API: recycle bin -----------------------------------------------------

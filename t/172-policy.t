@@ -19,7 +19,9 @@ sql(q{
         ('t172a', 'https://x.bad-t172.example/a', 't172'),
         ('t172b', 'https://good-t172.example/b', 't172'),
         ('t172c', 'https://other-t172.example/c', 't172'),
-        ('t172d', 'https://other-t172.example/d', 't172-someone-else');
+        ('t172d', 'https://other-t172.example/d', 't172-someone-else'),
+        ('t172r', 'https://r.bad-t172.example/r', 't172');
+    UPDATE shortlink.links SET deleted_at = now() WHERE code = 't172r';
 });
 $ENV{TEST_NGINX_API_KEY} = sql_value("SELECT shortlink.create_api_key('t172')");
 $ENV{TEST_NGINX_ADMIN_KEY} = sql_value("SELECT shortlink.create_api_key('t172-admin', true)");
@@ -188,14 +190,19 @@ GET /_api/policy/report
 
 
 
-=== TEST 8: another owner's link to the same host is not affected
+=== TEST 8: another owner's link to the same host is not affected; a link restored from the bin is judged again
 --- init
 Test::More::ok(main::wait_status('/t172c', 410), 't172c answers 410');
---- request
-GET /t172d
---- error_code: 302
---- response_headers
-Location: https://other-t172.example/d
+--- request eval
+["GET /t172d", "POST /_api/trash/t172r/restore", "GET /t172r", "GET /_api/policy/report"]
+--- error_code eval
+[302, 200, 410, 200]
+--- response_headers eval
+["Location: https://other-t172.example/d", "", "!Location", ""]
+--- response_body_like eval
+['.*', '"code": "t172r"', '.*', '"code": "t172r".*refused by deny rule']
+--- no_error_log
+[error]
 
 
 
@@ -211,10 +218,10 @@ for my $id (split /\n/, ShortlinkTest::sql_value(q{SELECT string_agg(id::text, E
 }
 Test::More::ok(main::wait_status('/t172a', 302), 't172a redirects again within the window');
 --- request eval
-["GET /t172a", "GET /t172c", "GET /_api/policy/report"]
+["GET /t172a", "GET /t172c", "GET /t172r", "GET /_api/policy/report"]
 --- error_code eval
-[302, 302, 200]
+[302, 302, 302, 200]
 --- response_body_like eval
-['.*', '.*', '"links": \[\]']
+['.*', '.*', '.*', '"links": \[\]']
 --- no_error_log
 [error]
