@@ -946,99 +946,52 @@ COMMENT ON FUNCTION shortlink.api_group_move(text, text[], jsonb, text, text, bo
     'the group (idempotent); 404/403 for the group or the link as '
     'elsewhere; 409 when link and group have different owners';
 
--- GET /groups/{id}/stats?from=&to=&interval=
+-- GET /groups/{id}/stats?from=&to=&interval=&tz=
 CREATE FUNCTION shortlink.api_group_stats(p_method text, p_match text[], p_params jsonb,
                                           p_body text, p_owner text, p_admin boolean,
                                           p_base_url text)
 RETURNS shortlink.api_result
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    epoch   CONSTANT timestamptz := timestamptz '1970-01-01 00:00:00+00';
-    x       jsonb;
-    g       shortlink.groups;
-    v_to    timestamptz := now();
-    v_from  timestamptz;
-    ivl     text := coalesce(p_params ->> 'interval', 'day');
-    step    interval;
-    codes   text[];
-    tot     jsonb;
-    ser     jsonb;
+    p      jsonb := shortlink.api_stats_params(p_params);
+    g      shortlink.groups;
+    codes  text[];
 BEGIN
-    SELECT to_jsonb(s) INTO x FROM shortlink.groups s WHERE s.id = p_match[1]::bigint;
-    IF x IS NULL THEN
+    SELECT * INTO g FROM shortlink.groups WHERE id = p_match[1]::bigint;
+    IF NOT FOUND THEN
         RETURN shortlink.api_problem(404, 'group-not-found', 'group not found',
                                      format('there is no group %s', p_match[1]));
     END IF;
-    g := jsonb_populate_record(NULL::shortlink.groups, x);
     IF NOT p_admin AND g.owner <> p_owner THEN
         RETURN shortlink.api_problem(403, 'not-your-group', 'forbidden',
             format('the group %s belongs to another owner', p_match[1]));
     END IF;
-    IF p_params ? 'to' THEN
-        v_to := shortlink.api_parse_time(p_params ->> 'to');
-        IF v_to IS NULL THEN
-            RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
-                'to must be an ISO 8601 date (UTC) or timestamp with a time zone '
-                '(send + as %2B)');
-        END IF;
-    END IF;
-    v_from := v_to - interval '7 days';
-    IF p_params ? 'from' THEN
-        v_from := shortlink.api_parse_time(p_params ->> 'from');
-        IF v_from IS NULL THEN
-            RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
-                'from must be an ISO 8601 date (UTC) or timestamp with a time zone '
-                '(send + as %2B)');
-        END IF;
-    END IF;
-    IF ivl NOT IN ('hour', 'day') THEN
+    IF p ? 'error' THEN
         RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
-                                     'interval must be hour or day');
+                                     p ->> 'error');
     END IF;
-    IF v_to < v_from THEN
-        RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
-                                     'to must not be before from');
-    END IF;
-    step := CASE ivl WHEN 'hour' THEN interval '1 hour' ELSE interval '24 hours' END;
-    IF v_to - v_from > step * 10000 THEN
-        RETURN shortlink.api_problem(400, 'bad-query', 'bad query parameter',
-            'more than 10000 buckets requested: use a shorter range or interval=day');
-    END IF;
-    -- whole hours: every hour the range touches, the current one included
-    v_from := date_bin('1 hour', v_from, epoch);
-    v_to := date_bin('1 hour', v_to - interval '1 microsecond', epoch) + interval '1 hour';
 
+    -- soft-deleted links of the group too, as set_stats counts them:
+    -- their clicks happened
     codes := ARRAY(SELECT l.code FROM shortlink.links l
-                    WHERE l.owner = g.owner AND l.deleted_at IS NULL
+                    WHERE l.owner = g.owner
                       AND (l.group_id = g.id OR (g.is_default AND l.group_id IS NULL)));
 
-    SELECT jsonb_build_object('pv', coalesce(sum(h.pv), 0),
-                              'bots', coalesce(sum(h.bots), 0))
-      INTO tot
-      FROM shortlink.link_hourly_clicks h
-     WHERE h.code = ANY (codes) AND h.hour >= v_from AND h.hour < v_to;
-
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               't', shortlink.api_iso(b.t), 'pv', b.pv) ORDER BY b.t), '[]')
-      INTO ser
-      FROM (SELECT date_bin(step, h.hour, epoch) AS t, sum(h.pv) AS pv
-              FROM shortlink.link_hourly_clicks h
-             WHERE h.code = ANY (codes) AND h.hour >= v_from AND h.hour < v_to
-             GROUP BY 1) b;
-
-    RETURN ROW(200, jsonb_build_object(
-        'group', g.id, 'name', g.name, 'links', cardinality(codes),
-        'from', shortlink.api_iso(v_from), 'to', shortlink.api_iso(v_to),
-        'interval', ivl, 'totals', tot, 'series', ser))::shortlink.api_result;
+    RETURN ROW(200, jsonb_build_object('group', g.id, 'name', g.name,
+                                       'links', cardinality(codes))
+                    || shortlink.stats_doc(codes, NULL, (p ->> 'from')::timestamptz,
+                                           (p ->> 'to')::timestamptz, p ->> 'interval',
+                                           p ->> 'tz', 'group_stats')
+    )::shortlink.api_result;
 END;
 $$;
 
 COMMENT ON FUNCTION shortlink.api_group_stats(text, text[], jsonb, text, text, boolean, text) IS
-    'GET /groups/{id}/stats?from=&to=&interval=: page views (pv, bots) of '
-    'the group''s live links summed from link_hourly_clicks over the hours '
-    'from..to touches (the current hour included by default), in total and per hour or day (non-empty buckets only); '
-    'parameters as GET /links/{code}/stats.  Unique visitors are not '
-    'additive over links and are not given';
+    'GET /groups/{id}/stats?from=&to=&interval=&tz=: the statistics of the '
+    'set of the group''s links (soft-deleted ones included) in the shape of '
+    'set_stats (stats_doc of 014: distinct counts over the set), with '
+    'group, name and links (how many); parameters and their 400s as for '
+    '/links/{code}/stats; 404 unknown group, 403 another owner''s';
 
 
 -- --- API: target policy ---------------------------------------------------
@@ -1323,7 +1276,7 @@ INSERT INTO shortlink.api_routes (pattern, methods, handler, position) VALUES
      'shortlink.api_group_links', 60),
     ('^/groups/([0-9]{1,18})/links/([0-9A-Za-z_-]{1,64})$', '{"PUT": []}',
      'shortlink.api_group_move', 60),
-    ('^/groups/([0-9]{1,18})/stats$', '{"GET": ["from", "to", "interval"]}',
+    ('^/groups/([0-9]{1,18})/stats$', '{"GET": ["from", "to", "interval", "tz"]}',
      'shortlink.api_group_stats', 60),
     ('^/policy/rules$', '{"GET": [], "POST": []}', 'shortlink.api_policy_rules', 70),
     ('^/policy/rules/([0-9]{1,18})$', '{"GET": [], "DELETE": []}',
