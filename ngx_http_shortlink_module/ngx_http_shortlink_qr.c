@@ -34,7 +34,9 @@
 #include "ngx_http_shortlink_code.h"
 
 
-#define NGX_HTTP_SHORTLINK_QR_QUIET  4
+#define NGX_HTTP_SHORTLINK_QR_QUIET     4
+/* far below what a code holds at level M (2,331 bytes in 8-bit mode) */
+#define NGX_HTTP_SHORTLINK_QR_TEXT_MAX  1024
 
 
 static ngx_int_t ngx_http_shortlink_qr_svg(ngx_http_request_t *r,
@@ -206,6 +208,15 @@ ngx_http_shortlink_qr_send(ngx_http_request_t *r, ngx_str_t *text,
     ngx_pool_cleanup_t  *cln;
 
     png = (format->len == 3 && ngx_strncmp(format->data, "png", 3) == 0);
+
+    /* a long Host or path is the client's doing: 400, nothing logged */
+
+    if (text->len > NGX_HTTP_SHORTLINK_QR_TEXT_MAX) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "shortlink: URL of %uz bytes too long for a QR code",
+                      text->len);
+        return NGX_HTTP_BAD_REQUEST;
+    }
 
     if (size < 64 || size > 1024) {
         size = 256;

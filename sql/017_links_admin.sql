@@ -644,6 +644,11 @@ BEGIN
         RETURN shortlink.api_problem(400, 'no-host', 'no host',
             'the request has no Host to build the short URL from');
     END IF;
+    -- nginx encodes at most 1024 bytes (ngx_http_shortlink_qr.c)
+    IF octet_length(rtrim(p_base_url, '/') || '/' || l.code || '?_sls=qr') > 1024 THEN
+        RETURN shortlink.api_problem(400, 'url-too-long', 'URL too long',
+            'the short URL (from the Host header) is longer than 1024 bytes');
+    END IF;
     RETURN ROW(200, jsonb_build_object('qr', jsonb_build_object(
         'text', rtrim(p_base_url, '/') || '/' || l.code || '?_sls=qr',
         'format', fmt, 'size', size)))::shortlink.api_result;

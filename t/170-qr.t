@@ -141,7 +141,7 @@ for my $size (64, 128, 256, 1024) {
        }, 10),
        'the scan is recorded as a click with source=qr');
     Time::HiRes::sleep(0.3);
-    # clicks of t170a: the scan and the plain visit of TEST 6, nothing for
+    # clicks of t170a: the scan and the plain visit of TEST 7, nothing for
     # the dozen images fetched through the API and /go/t170a/qr
     is(sql_value(q{SELECT count(*) FROM shortlink.clicks WHERE code = 't170a'}), 2,
        'fetching QR codes records no click');
@@ -204,7 +204,19 @@ Content-Type: application/problem+json
 
 
 
-=== TEST 5: a deleted link has no QR code
+=== TEST 5: a Host that makes the short URL too long for a QR code: 400
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_API_KEY}\nHost: " . ('h' x 1100)
+--- request
+GET /_api/links/t170a/qr
+--- error_code: 400
+--- response_body_like: url-too-long
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: a deleted link has no QR code
 --- init
 ShortlinkTest::sql(q{INSERT INTO shortlink.links (code, url, owner, deleted_at)
                      VALUES ('t170d', 'https://example.com/d', 't170', now())
@@ -217,7 +229,7 @@ GET /_api/links/t170d/qr
 
 
 
-=== TEST 6: shortlink_qr on: a public /{code}/qr for links that redirect
+=== TEST 7: shortlink_qr on: a public /{code}/qr for links that redirect
 --- config
     location / { shortlink; }
     location /go/ { shortlink; shortlink_qr on; }
@@ -228,11 +240,12 @@ X-Nothing: 1
 ["GET /go/t170a/qr", "GET /go/t170a/qr?format=png&size=128", "HEAD /go/t170a/qr",
  "GET /go/t170zz/qr", "GET /go/t170d/qr", "GET /go/t170a/qr?format=gif",
  "GET /go/t170a/qr?size=2000", "GET /go/t170a/qr?size=x", "GET /t170a/qr",
- "POST /go/t170a/qr", "GET /go/t170a"]
+ "POST /go/t170a/qr", "GET /go/t170a",
+ "GET /go/" . ('x/' x 600) . "t170a/qr"]
 --- error_code eval
-[200, 200, 200, 404, 404, 400, 400, 400, 404, 405, 302]
+[200, 200, 200, 404, 404, 400, 400, 400, 404, 405, 302, 400]
 --- response_headers eval
 ["Content-Type: image/svg+xml", "Content-Type: image/png", "Content-Type: image/svg+xml",
- "", "", "", "", "", "", "Allow: GET, HEAD", "Location: https://example.com/qr-target"]
+ "", "", "", "", "", "", "Allow: GET, HEAD", "Location: https://example.com/qr-target", ""]
 --- no_error_log
 [error]
