@@ -25,7 +25,7 @@
 
 typedef struct {
     ngx_str_t                    url;
-    ngx_uint_t                   status;    /* 301, 302, 307, 308; 410 blocked */
+    ngx_uint_t                   status;    /* 301, 302, 307, 308; 410 */
     time_t                       expires;   /* expires_at (epoch), 0: never */
     int64_t                      version;   /* of the row, 0: unknown */
     ngx_uint_t                   forward;   /* append the query string */

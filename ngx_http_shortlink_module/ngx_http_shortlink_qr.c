@@ -330,7 +330,8 @@ ngx_http_shortlink_qr_svg(ngx_http_request_t *r, QRcode *qr,
     b->last = ngx_sprintf(b->last,
                           "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                           "<svg xmlns=\"http://www.w3.org/2000/svg\""
-                          " width=\"%ui\" height=\"%ui\" viewBox=\"0 0 %ui %ui\""
+                          " width=\"%ui\" height=\"%ui\""
+                          " viewBox=\"0 0 %ui %ui\""
                           " shape-rendering=\"crispEdges\">"
                           "<rect width=\"%ui\" height=\"%ui\" fill=\"#fff\"/>"
                           "<path fill=\"#000\" d=\"",
