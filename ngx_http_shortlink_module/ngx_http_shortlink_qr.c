@@ -369,7 +369,7 @@ ngx_http_shortlink_qr_png(ngx_http_request_t *r, QRcode *qr,
     int          zrc;
     u_char      *raw, *row, *z, *p;
     uLongf       zlen;
-    ngx_int_t    w, x, mx, my;
+    ngx_int_t    w, x, y, mx, my, last;
     ngx_buf_t   *b;
     ngx_uint_t   n, scale, pix, stride, i;
     u_char       ihdr[13];
@@ -385,31 +385,39 @@ ngx_http_shortlink_qr_png(ngx_http_request_t *r, QRcode *qr,
     pix = n * scale;
     stride = 1 + (pix + 7) / 8;
 
-    /* white everywhere (1 bits), filter type 0 at the start of each row */
+    /*
+     * each module row once (white is 1, filter type 0 in front), then
+     * copied scale times: the quiet zone rows are all white
+     */
 
     raw = ngx_palloc(r->pool, stride * pix);
     if (raw == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memset(raw, 0xff, stride * pix);
+    for (i = 0; i < n; i++) {
+        row = raw + i * scale * stride;
 
-    for (i = 0; i < pix; i++) {
-        row = raw + i * stride;
+        ngx_memset(row, 0xff, stride);
         row[0] = 0;
 
-        my = (ngx_int_t) (i / scale) - NGX_HTTP_SHORTLINK_QR_QUIET;
+        my = (ngx_int_t) i - NGX_HTTP_SHORTLINK_QR_QUIET;
 
-        if (my < 0 || my >= w) {
-            continue;
-        }
+        for (mx = 0; my >= 0 && my < w && mx < w; mx++) {
+            if (!(qr->data[my * w + mx] & 1)) {
+                continue;
+            }
 
-        for (x = 0; x < (ngx_int_t) pix; x++) {
-            mx = x / (ngx_int_t) scale - NGX_HTTP_SHORTLINK_QR_QUIET;
+            x = (mx + NGX_HTTP_SHORTLINK_QR_QUIET) * (ngx_int_t) scale;
+            last = x + (ngx_int_t) scale;
 
-            if (mx >= 0 && mx < w && (qr->data[my * w + mx] & 1)) {
+            for ( /* void */ ; x < last; x++) {
                 row[1 + x / 8] &= (u_char) ~(0x80 >> (x % 8));
             }
+        }
+
+        for (y = 1; y < (ngx_int_t) scale; y++) {
+            ngx_memcpy(row + y * stride, row, stride);
         }
     }
 
@@ -420,7 +428,9 @@ ngx_http_shortlink_qr_png(ngx_http_request_t *r, QRcode *qr,
         return NGX_ERROR;
     }
 
-    zrc = compress2(z, &zlen, raw, stride * pix, Z_BEST_COMPRESSION);
+    /* the rows repeat: the fastest level compresses them almost as well */
+
+    zrc = compress2(z, &zlen, raw, stride * pix, Z_BEST_SPEED);
     if (zrc != Z_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "shortlink: compress2() failed: %d", zrc);
