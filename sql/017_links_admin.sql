@@ -213,8 +213,6 @@ COMMENT ON FUNCTION shortlink.links_policy() IS
     'Refuses (SQLSTATE SL422, the verdict as DETAIL) a link whose url the '
     'target policy refuses; clears blocked_by of one it accepts';
 
-CREATE TRIGGER links_policy_insert BEFORE INSERT ON shortlink.links
-    FOR EACH ROW EXECUTE FUNCTION shortlink.links_policy();
 CREATE TRIGGER links_policy_update BEFORE UPDATE OF url, owner ON shortlink.links
     FOR EACH ROW
     WHEN (NEW.url IS DISTINCT FROM OLD.url OR NEW.owner IS DISTINCT FROM OLD.owner)
@@ -375,8 +373,34 @@ $$;
 COMMENT ON FUNCTION shortlink.links_purged() IS
     'Refuses (SQLSTATE SL409) a link whose code is in purged_codes';
 
-CREATE TRIGGER links_purged_insert BEFORE INSERT ON shortlink.links
-    FOR EACH ROW EXECUTE FUNCTION shortlink.links_purged();
+-- an insert runs both checks in one trigger (each trigger call costs a
+-- new link some 25 us): the purged code first, then the policy
+CREATE FUNCTION shortlink.links_insert_checks() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v  jsonb;
+BEGIN
+    IF EXISTS (SELECT 1 FROM shortlink.purged_codes WHERE code = NEW.code) THEN
+        RAISE EXCEPTION 'the code "%" belonged to a purged link and is never reused',
+                        NEW.code
+            USING ERRCODE = 'SL409';
+    END IF;
+    v := shortlink.policy_verdict(NEW.owner, NEW.url);
+    IF v IS NOT NULL THEN
+        RAISE EXCEPTION '%', shortlink.policy_describe(v)
+            USING ERRCODE = 'SL422', DETAIL = v::text;
+    END IF;
+    NEW.blocked_by := NULL;
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.links_insert_checks() IS
+    'Before an insert into links: links_purged, then links_policy, in one '
+    'call';
+
+CREATE TRIGGER links_insert_checks BEFORE INSERT ON shortlink.links
+    FOR EACH ROW EXECUTE FUNCTION shortlink.links_insert_checks();
 CREATE TRIGGER links_purged_update BEFORE UPDATE OF code ON shortlink.links
     FOR EACH ROW WHEN (NEW.code IS DISTINCT FROM OLD.code)
     EXECUTE FUNCTION shortlink.links_purged();
