@@ -87,7 +87,7 @@ sub node2_get {
 END { kill 'QUIT', $node2_pid and waitpid $node2_pid, 0 if $node2_pid }
 
 # valgrind (and a busy machine) slow the Redis handshake past 100 ms
-$ENV{TEST_NGINX_REDIS_TIMEOUT} = $ENV{TEST_NGINX_USE_VALGRIND} ? '2s' : '1s';
+$ENV{TEST_NGINX_REDIS_TIMEOUT} = $ENV{TEST_NGINX_USE_VALGRIND} ? '10s' : '1s';
 
 add_block_preprocessor(sub {
     my $block = shift;
