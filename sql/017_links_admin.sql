@@ -454,13 +454,18 @@ COMMENT ON COLUMN shortlink.links.group_id IS
     'The group (of the same owner) the link is in; NULL: the owner''s '
     'default group';
 
+-- the default group stays while the owner has links (they may be in it);
+-- an owner without links may lose it (default_group() makes a new one)
 CREATE FUNCTION shortlink.groups_keep_default() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF OLD.is_default AND (TG_OP = 'DELETE' OR NOT NEW.is_default
-                           OR NEW.owner <> OLD.owner) THEN
-        RAISE EXCEPTION 'the default group of "%" cannot be deleted or changed '
-                        'into another', OLD.owner
+    IF OLD.is_default
+       AND (CASE WHEN TG_OP = 'DELETE'
+                 THEN EXISTS (SELECT 1 FROM shortlink.links WHERE owner = OLD.owner)
+                 ELSE NOT NEW.is_default OR NEW.owner <> OLD.owner END)
+    THEN
+        RAISE EXCEPTION 'the default group of "%" cannot be deleted while the '
+                        'owner has links, nor changed into another', OLD.owner
             USING ERRCODE = 'check_violation';
     END IF;
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;

@@ -7,17 +7,17 @@ use ShortlinkTest;
 use JSON::PP ();
 
 sql(q{DELETE FROM shortlink.links WHERE owner = 't131' OR code = 'oa1'});
+# (sql/017: the default group goes once the owner has no links)
+sql(q{DELETE FROM shortlink.groups WHERE owner = 't131';
+      DELETE FROM shortlink.policy_rules WHERE owner = 't131';
+      DELETE FROM shortlink.purged_codes WHERE code IN ('oa2', 'oa3')});
 $ENV{TEST_NGINX_API_KEY} = sql_value("SELECT shortlink.create_api_key('t131')");
 sql(q{INSERT INTO shortlink.links (code, url, owner)
       VALUES ('oa1', 'https://example.com/oa1', 't131')});
 
 # groups, policy rules, the recycle bin (sql/017): a group, a rule, and two
 # deleted links, one to restore and one to purge
-sql(q{DELETE FROM shortlink.groups WHERE owner = 't131';
-      DELETE FROM shortlink.policy_rules WHERE owner = 't131';
-      DELETE FROM shortlink.purged_codes WHERE code IN ('oa2', 'oa3');
-      DELETE FROM shortlink.links WHERE code IN ('oa2', 'oa3');
-      INSERT INTO shortlink.links (code, url, owner, deleted_at) VALUES
+sql(q{INSERT INTO shortlink.links (code, url, owner, deleted_at) VALUES
           ('oa2', 'https://example.com/oa2', 't131', now()),
           ('oa3', 'https://example.com/oa3', 't131', now())});
 my %id = (

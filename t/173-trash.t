@@ -86,6 +86,10 @@ sub node2_get {
 
 END { kill 'QUIT', $node2_pid and waitpid $node2_pid, 0 if $node2_pid }
 
+# the rows above are new (version 1): drop what an earlier run of this
+# suite left in Redis under their codes (higher versions)
+redis('del', map { "sl:$_" } qw(t173a t173b t173o));
+
 # valgrind (and a busy machine) slow the Redis handshake past 100 ms
 $ENV{TEST_NGINX_REDIS_TIMEOUT} = $ENV{TEST_NGINX_USE_VALGRIND} ? '10s' : '1s';
 
