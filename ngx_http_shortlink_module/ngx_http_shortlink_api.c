@@ -33,6 +33,7 @@
 #include "ngx_http_shortlink_module.h"
 #include "ngx_http_shortlink_queue.h"
 #include "ngx_http_shortlink_utf8.h"
+#include "ngx_http_shortlink_qr.h"
 
 
 typedef struct {
@@ -71,6 +72,10 @@ static ngx_int_t ngx_http_shortlink_api_send(ngx_http_request_t *r,
     ngx_uint_t status, u_char *body, size_t len);
 static ngx_int_t ngx_http_shortlink_api_problem(ngx_http_request_t *r,
     ngx_uint_t status, const char *title, const char *detail);
+static ngx_uint_t ngx_http_shortlink_api_qr(ngx_http_shortlink_api_ctx_t *ctx,
+    PGresult *res);
+static ngx_int_t ngx_http_shortlink_api_qr_send(ngx_http_request_t *r,
+    PGresult *res);
 static void ngx_http_shortlink_api_cleanup(void *data);
 
 
@@ -83,14 +88,18 @@ static void ngx_http_shortlink_api_cleanup(void *data);
 static const char  ngx_http_shortlink_api_sql[] =
     "SELECT a.status, a.body::text, c.code, c.url, c.status,"
     " extract(epoch FROM c.expires_at)::bigint,"
-    " a.body->>'www_authenticate', a.body->>'allow', c.version, c.forward"
+    " a.body->>'www_authenticate', a.body->>'allow', c.version, c.forward,"
+    " q.text, q.format, q.size"
     " FROM shortlink.api($1, $2, $3, $4, $5, $6, nullif($7, '')::jsonb) a"
     " LEFT JOIN LATERAL (SELECT a.body->>'code' AS code,"
     " a.body->>'url' AS url, (a.body->>'redirect_status')::int AS status,"
     " (a.body->>'expires_at')::timestamptz AS expires_at,"
     " (a.body->>'version')::bigint AS version,"
     " (a.body->>'forward_query')::boolean AS forward"
-    " WHERE a.status = 201 AND (a.body->>'enabled')::boolean) c ON true";
+    " WHERE a.status = 201 AND (a.body->>'enabled')::boolean) c ON true"
+    " LEFT JOIN LATERAL (SELECT a.body->'qr'->>'text' AS text,"
+    " a.body->'qr'->>'format' AS format, a.body->'qr'->>'size' AS size"
+    " WHERE a.status = 200 AND a.body ? 'qr') q ON true";
 
 /* which items of a POST body need a generated code, and their URLs */
 static const char  ngx_http_shortlink_api_urls_sql[] =
@@ -627,6 +636,11 @@ ngx_http_shortlink_api_done(void *data, PGresult *res, ngx_int_t rc)
         ngx_http_shortlink_api_warm(r, res);
     }
 
+    if (status == NGX_HTTP_OK && ngx_http_shortlink_api_qr(ctx, res)) {
+        rc = ngx_http_shortlink_api_qr_send(r, res);
+        goto done;
+    }
+
     if (ngx_http_shortlink_api_header(r, res, 6, "WWW-Authenticate")
         != NGX_OK
         || ngx_http_shortlink_api_header(r, res, 7, "Allow") != NGX_OK)
@@ -720,6 +734,44 @@ ngx_http_shortlink_api_warm(ngx_http_request_t *r, PGresult *res)
     code.len = PQgetlength(res, 0, 2);
 
     ngx_http_shortlink_lookup_warm(smcf, &code, &link);
+}
+
+
+/*
+ * GET .../links/{code}/qr: shortlink.api_link_qr() answered {"qr": {text,
+ * format, size}} (columns 10-12); the answer is the image, not the JSON
+ */
+
+static ngx_uint_t
+ngx_http_shortlink_api_qr(ngx_http_shortlink_api_ctx_t *ctx, PGresult *res)
+{
+    ngx_str_t  *path;
+
+    path = &ctx->params[1];
+
+    return PQnfields(res) > 12 && !PQgetisnull(res, 0, 10)
+           && !PQgetisnull(res, 0, 11) && !PQgetisnull(res, 0, 12)
+           && path->len > 3
+           && ngx_strncmp(path->data + path->len - 3, "/qr", 3) == 0;
+}
+
+
+static ngx_int_t
+ngx_http_shortlink_api_qr_send(ngx_http_request_t *r, PGresult *res)
+{
+    ngx_int_t  size;
+    ngx_str_t  text, format;
+
+    text.data = (u_char *) PQgetvalue(res, 0, 10);
+    text.len = PQgetlength(res, 0, 10);
+    format.data = (u_char *) PQgetvalue(res, 0, 11);
+    format.len = PQgetlength(res, 0, 11);
+
+    size = ngx_atoi((u_char *) PQgetvalue(res, 0, 12),
+                    PQgetlength(res, 0, 12));
+
+    return ngx_http_shortlink_qr_send(r, &text, &format,
+                                      size == NGX_ERROR ? 0 : size);
 }
 
 

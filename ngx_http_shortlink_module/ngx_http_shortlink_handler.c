@@ -16,6 +16,8 @@
 
 #include "ngx_http_shortlink_module.h"
 #include "ngx_http_shortlink_code.h"
+#include "ngx_http_shortlink_source.h"
+#include "ngx_http_shortlink_qr.h"
 
 
 static ngx_int_t ngx_http_shortlink_get_code(ngx_http_request_t *r,
@@ -23,7 +25,7 @@ static ngx_int_t ngx_http_shortlink_get_code(ngx_http_request_t *r,
 static ngx_int_t ngx_http_shortlink_redirect(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx);
 static ngx_int_t ngx_http_shortlink_target(ngx_http_request_t *r,
-    ngx_http_shortlink_ctx_t *ctx, ngx_str_t *target);
+    ngx_http_shortlink_ctx_t *ctx, ngx_str_t *args, ngx_str_t *target);
 static ngx_int_t ngx_http_shortlink_unavailable(ngx_http_request_t *r);
 static ngx_int_t ngx_http_shortlink_not_allowed(ngx_http_request_t *r);
 static ngx_int_t ngx_http_shortlink_add_header(ngx_http_request_t *r,
@@ -156,6 +158,9 @@ ngx_http_shortlink_get_code(ngx_http_request_t *r,
                        "shortlink: percent-encoded path refused");
         return NGX_HTTP_NOT_FOUND;
 
+    } else if (slcf->qr && ngx_http_shortlink_qr_uri(r, &ctx->code)) {
+        ctx->qr = 1;
+
     } else {
         ngx_http_shortlink_code_from_uri(&r->uri, &ctx->code);
     }
@@ -179,16 +184,43 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
     u_char       *p;
     ngx_int_t     rc;
     ngx_buf_t    *b;
-    ngx_str_t     reason, target;
+    ngx_str_t     reason, target, args;
     ngx_chain_t   out;
+    ngx_keyval_t  source;
 
-    /* 6. the click: queued, never waited for (may set the visitor cookie) */
+    /* a link the target policy blocks: no Location, no click */
 
-    if (ngx_http_shortlink_click_record(r, &ctx->code) != NGX_OK) {
+    if (ctx->link.status == NGX_HTTP_SHORTLINK_GONE) {
+        return NGX_HTTP_SHORTLINK_GONE;
+    }
+
+    /* "shortlink_qr on": /{code}/qr is the link's QR code, not a visit */
+
+    if (ctx->qr) {
+        return ngx_http_shortlink_qr_link(r);
+    }
+
+    /* the "_sls" source marker: recorded, never forwarded */
+
+    if (ngx_http_shortlink_source(r, &args, &source.value) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_shortlink_target(r, ctx, &target) != NGX_OK) {
+    /* 6. the click: queued, never waited for (may set the visitor cookie) */
+
+    if (source.value.len) {
+        ngx_str_set(&source.key, "source");
+        rc = ngx_http_shortlink_click_record_kv(r, &ctx->code, &source, 1);
+
+    } else {
+        rc = ngx_http_shortlink_click_record(r, &ctx->code);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_shortlink_target(r, ctx, &args, &target) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -262,35 +294,37 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
 /*
  * Where the visitor goes: the link's target, plus the request's query
  * string for links with forward_query (after "&" if the target has a
- * query already).  A query string that is not printable ASCII is not
- * forwarded: nothing unchecked ever reaches the Location header.
+ * query already), without the "_sls" source marker
+ * (ngx_http_shortlink_source.c).  A query string that is not printable
+ * ASCII is not forwarded: nothing unchecked ever reaches the Location
+ * header.
  */
 
 static ngx_int_t
 ngx_http_shortlink_target(ngx_http_request_t *r,
-    ngx_http_shortlink_ctx_t *ctx, ngx_str_t *target)
+    ngx_http_shortlink_ctx_t *ctx, ngx_str_t *args, ngx_str_t *target)
 {
     u_char  *p, *last, *hash;
 
     *target = ctx->link.url;
 
-    if (!ctx->link.forward || r->args.len == 0) {
+    if (!ctx->link.forward || args->len == 0) {
         return NGX_OK;
     }
 
-    last = r->args.data + r->args.len;
+    last = args->data + args->len;
 
-    for (p = r->args.data; p < last; p++) {
+    for (p = args->data; p < last; p++) {
         if (*p <= ' ' || *p >= 0x7f) {
             return NGX_OK;
         }
     }
 
-    if (ctx->link.url.len + 1 + r->args.len > NGX_HTTP_SHORTLINK_URL_MAX_LEN) {
+    if (ctx->link.url.len + 1 + args->len > NGX_HTTP_SHORTLINK_URL_MAX_LEN) {
         return NGX_OK;
     }
 
-    target->data = ngx_pnalloc(r->pool, ctx->link.url.len + 1 + r->args.len);
+    target->data = ngx_pnalloc(r->pool, ctx->link.url.len + 1 + args->len);
     if (target->data == NULL) {
         return NGX_ERROR;
     }
@@ -306,7 +340,7 @@ ngx_http_shortlink_target(ngx_http_request_t *r,
     p = ngx_cpymem(target->data, ctx->link.url.data,
                    hash - ctx->link.url.data);
     *p++ = ngx_strlchr(ctx->link.url.data, hash, '?') ? '&' : '?';
-    p = ngx_cpymem(p, r->args.data, r->args.len);
+    p = ngx_cpymem(p, args->data, args->len);
     p = ngx_cpymem(p, hash, ctx->link.url.data + ctx->link.url.len - hash);
 
     target->len = p - target->data;

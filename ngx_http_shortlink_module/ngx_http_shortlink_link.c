@@ -38,6 +38,7 @@ ngx_http_shortlink_link_valid(ngx_http_shortlink_link_t *link)
     case 302:
     case 307:
     case 308:
+    case NGX_HTTP_SHORTLINK_GONE:
         break;
     default:
         return 0;

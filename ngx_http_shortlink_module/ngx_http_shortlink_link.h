@@ -19,10 +19,13 @@
 /* the links_url_length constraint of sql/001_links.sql */
 #define NGX_HTTP_SHORTLINK_URL_MAX_LEN  8192
 
+/* the status of a link the target policy blocks (sql/017): 410 Gone */
+#define NGX_HTTP_SHORTLINK_GONE         410
+
 
 typedef struct {
     ngx_str_t                    url;
-    ngx_uint_t                   status;    /* 301, 302, 307 or 308 */
+    ngx_uint_t                   status;    /* 301, 302, 307, 308; 410 */
     time_t                       expires;   /* expires_at (epoch), 0: never */
     int64_t                      version;   /* of the row, 0: unknown */
     ngx_uint_t                   forward;   /* append the query string */

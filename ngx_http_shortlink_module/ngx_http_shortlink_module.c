@@ -199,6 +199,13 @@ static ngx_command_t  ngx_http_shortlink_commands[] = {
       offsetof(ngx_http_shortlink_loc_conf_t, respect_dnt),
       NULL },
 
+    { ngx_string("shortlink_qr"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_shortlink_loc_conf_t, qr),
+      NULL },
+
       ngx_null_command
 };
 
@@ -357,6 +364,7 @@ ngx_http_shortlink_create_loc_conf(ngx_conf_t *cf)
     slcf->cookie_max_age = NGX_CONF_UNSET;
     slcf->click_ip = NGX_CONF_UNSET_UINT;
     slcf->respect_dnt = NGX_CONF_UNSET;
+    slcf->qr = NGX_CONF_UNSET;
     slcf->code_length = NGX_CONF_UNSET_UINT;
     slcf->code_attempts = NGX_CONF_UNSET_UINT;
 
@@ -389,6 +397,7 @@ ngx_http_shortlink_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->click_ip, prev->click_ip,
                               NGX_HTTP_SHORTLINK_CLICK_IP_ANONYMIZE);
     ngx_conf_merge_value(conf->respect_dnt, prev->respect_dnt, 1);
+    ngx_conf_merge_value(conf->qr, prev->qr, 0);
     ngx_conf_merge_uint_value(conf->code_length, prev->code_length, 7);
     ngx_conf_merge_uint_value(conf->code_attempts, prev->code_attempts, 10);
 

@@ -79,6 +79,7 @@ typedef struct {
     ngx_uint_t                        code_length;   /* generated codes */
     ngx_uint_t                        code_attempts;
     ngx_http_shortlink_profile_conf_t profile;
+    ngx_flag_t                        qr;            /* public /{code}/qr */
 } ngx_http_shortlink_loc_conf_t;
 
 
@@ -89,6 +90,7 @@ typedef struct {
     ngx_str_t                         tier;        /* $shortlink_cache */
     ngx_queue_t                       queue;       /* in lookup->waiters */
     ngx_http_shortlink_lookup_t      *lookup;      /* while suspended */
+    unsigned                          qr:1;        /* /{code}/qr asked */
 } ngx_http_shortlink_ctx_t;
 
 
