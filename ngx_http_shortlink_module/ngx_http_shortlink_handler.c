@@ -175,16 +175,41 @@ static ngx_int_t
 ngx_http_shortlink_redirect(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx)
 {
-    size_t        len, escape;
-    u_char       *p;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_str_t     reason, target;
-    ngx_chain_t   out;
+    size_t         len, escape;
+    u_char        *p;
+    ngx_int_t      rc, rule;
+    ngx_buf_t     *b;
+    ngx_str_t      reason, target;
+    ngx_chain_t    out;
+    ngx_keyval_t   kv;
+    u_char         index[NGX_INT_T_LEN];
+
+    /* the redirect rules, if the link has any, may pick another target */
+
+    rule = NGX_DECLINED;
+
+    if (ctx->link.rules.len) {
+        rule = ngx_http_shortlink_rules_apply(r, ctx);
+
+        if (rule == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
 
     /* 6. the click: queued, never waited for (may set the visitor cookie) */
 
-    if (ngx_http_shortlink_click_record(r, &ctx->code) != NGX_OK) {
+    if (rule >= 0) {
+        ngx_str_set(&kv.key, "rule");
+        kv.value.data = index;
+        kv.value.len = ngx_sprintf(index, "%i", rule) - index;
+
+        rc = ngx_http_shortlink_click_record_kv(r, &ctx->code, &kv, 1);
+
+    } else {
+        rc = ngx_http_shortlink_click_record(r, &ctx->code);
+    }
+
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

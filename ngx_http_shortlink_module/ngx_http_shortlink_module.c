@@ -185,6 +185,13 @@ static ngx_command_t  ngx_http_shortlink_commands[] = {
       offsetof(ngx_http_shortlink_loc_conf_t, click_ip),
       &ngx_http_shortlink_click_ip_modes },
 
+    { ngx_string("shortlink_rule_country"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_shortlink_loc_conf_t, rule_country),
+      NULL },
+
     { ngx_string("shortlink_respect_dnt"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -344,6 +351,7 @@ ngx_http_shortlink_create_loc_conf(ngx_conf_t *cf)
      *
      *     slcf->code = NULL;
      *     slcf->cookie_name = { 0, NULL };
+     *     slcf->rule_country = NULL;
      */
 
     slcf->enable = NGX_CONF_UNSET;
@@ -384,6 +392,10 @@ ngx_http_shortlink_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->respect_dnt, prev->respect_dnt, 1);
     ngx_conf_merge_uint_value(conf->code_length, prev->code_length, 7);
     ngx_conf_merge_uint_value(conf->code_attempts, prev->code_attempts, 10);
+
+    if (conf->rule_country == NULL) {
+        conf->rule_country = prev->rule_country;
+    }
 
     if (!conf->enable) {
         return NGX_CONF_OK;

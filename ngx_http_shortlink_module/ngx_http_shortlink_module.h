@@ -17,6 +17,7 @@
 
 #include "ngx_http_shortlink_code.h"
 #include "ngx_http_shortlink_link.h"
+#include "ngx_http_shortlink_rules.h"
 #include "ngx_http_shortlink_cache.h"
 #include "ngx_http_shortlink_pg.h"
 #include "ngx_http_shortlink_redis.h"
@@ -75,6 +76,7 @@ typedef struct {
     ngx_int_t                         gpc_index;
     ngx_uint_t                        code_length;   /* generated codes */
     ngx_uint_t                        code_attempts;
+    ngx_http_complex_value_t         *rule_country;  /* NULL: none */
 } ngx_http_shortlink_loc_conf_t;
 
 
@@ -112,6 +114,9 @@ void ngx_http_shortlink_lookup_warm(ngx_http_shortlink_main_conf_t *smcf,
 void ngx_http_shortlink_lookup_destroy(ngx_http_shortlink_worker_t *worker);
 
 ngx_int_t ngx_http_shortlink_api_handler(ngx_http_request_t *r);
+
+ngx_int_t ngx_http_shortlink_rules_apply(ngx_http_request_t *r,
+    ngx_http_shortlink_ctx_t *ctx);
 
 void ngx_http_shortlink_metrics_start(ngx_http_shortlink_main_conf_t *smcf,
     ngx_cycle_t *cycle);

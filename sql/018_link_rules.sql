@@ -1,0 +1,301 @@
+-- 018_link_rules.sql: redirect rules -- an ordered list per link; the first
+-- rule whose conditions all hold picks the target, else the link's url.
+--
+-- Conditions (all optional, at least one per rule): device (ios, android,
+-- desktop: from the User-Agent), language (Accept-Language names it with
+-- q > 0), country (the value of shortlink_rule_country in nginx), query
+-- (a query parameter equal to a value), from / until (a time window).
+-- nginx decides from the cached link, so resolve() hands the rules over
+-- in a compact text form (link_rules_encode()) that the zone and Redis keep
+-- as they are; ngx_http_shortlink_rules.c reads it.
+--
+-- Changing the rules updates the row: links_touch bumps the version and
+-- links_notify announces it, so every node drops its cached copy.
+--
+-- The API gets GET and PUT /links/{code}/rules as a row of
+-- shortlink.api_routes (013); api_dispatch, api_check_link and
+-- api_link_json are left as they are.
+
+ALTER TABLE shortlink.links ADD COLUMN rules jsonb NOT NULL DEFAULT '[]';
+
+COMMENT ON COLUMN shortlink.links.rules IS
+    'Redirect rules, in order: [{"url": ..., "device": "ios"|"android"|'
+    '"desktop", "language": "de", "country": "AT", "query": {"name": ..., '
+    '"value": ...}, "from": ISO 8601, "until": ISO 8601}]; see '
+    'shortlink.link_rules_problems() for what is allowed';
+
+
+-- what is wrong with a rules value, as [{pointer, detail}]; [] when nothing
+CREATE FUNCTION shortlink.link_rules_problems(p_rules jsonb, p_ptr text DEFAULT '')
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    errs   jsonb[] := '{}';
+    rule   jsonb;
+    k      text;
+    v      jsonb;
+    ptr    text;
+    t      text;
+    conds  integer;
+    t_from timestamptz;
+    t_until timestamptz;
+    allowed CONSTANT text[] := ARRAY['url', 'device', 'language', 'country',
+                                     'query', 'from', 'until'];
+BEGIN
+    IF p_rules IS NULL OR jsonb_typeof(p_rules) <> 'array' THEN
+        RETURN jsonb_build_array(jsonb_build_object('pointer', p_ptr,
+            'detail', 'must be an array of rule objects'));
+    END IF;
+    IF jsonb_array_length(p_rules) > 16 THEN
+        RETURN jsonb_build_array(jsonb_build_object('pointer', p_ptr,
+            'detail', 'must have at most 16 rules'));
+    END IF;
+
+    FOR i IN 0 .. jsonb_array_length(p_rules) - 1 LOOP
+        rule := p_rules -> i;
+        IF jsonb_typeof(rule) <> 'object' THEN
+            errs := errs || jsonb_build_object('pointer', p_ptr || '/' || i,
+                'detail', 'a rule must be an object');
+            CONTINUE;
+        END IF;
+
+        conds := 0;
+        t_from := NULL;
+        t_until := NULL;
+
+        FOR k, v IN SELECT e.key, e.value FROM jsonb_each(rule) e ORDER BY e.key LOOP
+            ptr := p_ptr || '/' || i || '/' || replace(replace(k, '~', '~0'), '/', '~1');
+            t := CASE WHEN jsonb_typeof(v) = 'string' THEN v #>> '{}' END;
+
+            IF k <> ALL (allowed) THEN
+                errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                    'unknown field; known: ' || array_to_string(allowed, ', '));
+                CONTINUE;
+            END IF;
+
+            IF k <> 'url' THEN
+                conds := conds + 1;
+            END IF;
+
+            CASE k
+            WHEN 'url' THEN
+                IF t IS NULL THEN
+                    errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                        'must be a string');
+                ELSIF octet_length(t) > 8192 THEN
+                    errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                        'must be at most 8192 bytes long');
+                ELSIF t !~ '^[!-~]+$' THEN
+                    errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                        'must not be empty nor contain spaces, control characters '
+                        'or non-ASCII characters (percent-encode them)');
+                ELSIF t !~* '^https?://[^/?#]' THEN
+                    errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                        'must be an absolute http:// or https:// URL');
+                END IF;
+
+            WHEN 'device' THEN
+                IF t IS NULL OR t NOT IN ('ios', 'android', 'desktop') THEN
+                    errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                        'must be one of "ios", "android", "desktop"');
+                END IF;
+
+            WHEN 'language' THEN
+                IF t IS NULL OR t !~ '^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$'
+                   OR length(t) > 35 THEN
+                    errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                        'must be a language tag such as "de" or "pt-BR" '
+                        '(at most 35 characters)');
+                END IF;
+
+            WHEN 'country' THEN
+                IF t IS NULL OR t !~ '^[A-Za-z0-9_-]{1,32}$' THEN
+                    errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                        'must be 1 to 32 of the characters A-Z a-z 0-9 _ - '
+                        '(e.g. "DE"; compared case-insensitively)');
+                END IF;
+
+            WHEN 'query' THEN
+                IF jsonb_typeof(v) <> 'object'
+                   OR (SELECT count(*) FROM jsonb_object_keys(v) x
+                        WHERE x NOT IN ('name', 'value')) > 0
+                   OR jsonb_typeof(v -> 'name') IS DISTINCT FROM 'string'
+                   OR jsonb_typeof(v -> 'value') IS DISTINCT FROM 'string'
+                THEN
+                    errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                        'must be an object {"name": string, "value": string}');
+                ELSIF (v ->> 'name') !~ '^[A-Za-z0-9_.-]{1,64}$' THEN
+                    errs := errs || jsonb_build_object('pointer', ptr || '/name',
+                        'detail', 'must be 1 to 64 of the characters A-Z a-z 0-9 _ . -');
+                ELSIF (v ->> 'value') !~ '^[A-Za-z0-9_.~-]{0,256}$' THEN
+                    errs := errs || jsonb_build_object('pointer', ptr || '/value',
+                        'detail', 'must be at most 256 of the characters '
+                                  'A-Z a-z 0-9 _ . ~ - (compared as sent)');
+                END IF;
+
+            WHEN 'from', 'until' THEN
+                IF t IS NULL OR shortlink.api_parse_time(t) IS NULL
+                   OR shortlink.api_parse_time(t) < 'epoch'::timestamptz
+                   OR shortlink.api_parse_time(t) >= '9999-01-01Z'::timestamptz
+                THEN
+                    errs := errs || jsonb_build_object('pointer', ptr, 'detail',
+                        'must be an ISO 8601 timestamp with a time zone between '
+                        '1970 and 9998, e.g. 2030-01-31T12:00:00Z');
+                ELSIF k = 'from' THEN
+                    t_from := shortlink.api_parse_time(t);
+                ELSE
+                    t_until := shortlink.api_parse_time(t);
+                END IF;
+            END CASE;
+        END LOOP;
+
+        IF NOT rule ? 'url' THEN
+            errs := errs || jsonb_build_object('pointer', p_ptr || '/' || i || '/url',
+                'detail', 'is required');
+        END IF;
+        IF conds = 0 THEN
+            errs := errs || jsonb_build_object('pointer', p_ptr || '/' || i,
+                'detail', 'a rule needs at least one condition: device, '
+                          'language, country, query, from, until');
+        END IF;
+        IF t_from IS NOT NULL AND t_until IS NOT NULL AND t_until <= t_from THEN
+            errs := errs || jsonb_build_object('pointer', p_ptr || '/' || i || '/until',
+                'detail', 'must be after from');
+        END IF;
+    END LOOP;
+
+    IF cardinality(errs) = 0
+       AND octet_length(shortlink.link_rules_encode(p_rules)) > 16384 THEN
+        errs := errs || jsonb_build_object('pointer', p_ptr,
+            'detail', 'the rules are too long (at most 16384 bytes encoded)');
+    END IF;
+
+    RETURN to_jsonb(errs);
+END;
+$$;
+
+
+-- the text nginx reads (ngx_http_shortlink_rules.c); NULL for no rules
+CREATE FUNCTION shortlink.link_rules_encode(p_rules jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT string_agg(E'\n' || concat_ws(' ',
+               'd=' || (r ->> 'device'),
+               'l=' || (r ->> 'language'),
+               'c=' || (r ->> 'country'),
+               'q=' || (r -> 'query' ->> 'name') || '=' || (r -> 'query' ->> 'value'),
+               'f=' || floor(extract(epoch FROM
+                            shortlink.api_parse_time(r ->> 'from')))::bigint,
+               'u=' || floor(extract(epoch FROM
+                            shortlink.api_parse_time(r ->> 'until')))::bigint,
+               't=' || (r ->> 'url')),
+           '' ORDER BY n)
+      FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_rules) = 'array'
+                                     THEN p_rules ELSE '[]' END)
+           WITH ORDINALITY AS x(r, n)
+$$;
+
+COMMENT ON FUNCTION shortlink.link_rules_problems(jsonb, text) IS
+    'Checks a rules value: an array of at most 16 objects, each with url '
+    '(as links.url) and at least one condition: device (ios, android, '
+    'desktop), language (a language tag), country (1-32 of A-Za-z0-9_-), '
+    'query {name: 1-64 of A-Za-z0-9_.-, value: 0-256 of A-Za-z0-9_.~-}, '
+    'from / until (ISO 8601 with a zone, until after from); at most 16384 '
+    'bytes encoded.  Returns [{pointer, detail}] (RFC 6901 pointers under '
+    'p_ptr), [] when valid';
+COMMENT ON FUNCTION shortlink.link_rules_encode(jsonb) IS
+    'The rules as nginx reads them: per rule a LF, then "d=", "l=", "c=", '
+    '"q=name=value", "f=epoch", "u=epoch" (those present), then "t=url", '
+    'separated by spaces; NULL for no rules.  See '
+    'ngx_http_shortlink_module/ngx_http_shortlink_rules.c';
+
+ALTER TABLE shortlink.links ADD CONSTRAINT links_rules_valid
+    CHECK (shortlink.link_rules_problems(rules) = '[]'::jsonb);
+
+
+-- resolve() of 006 plus the encoded rules
+
+DROP FUNCTION shortlink.resolve(text);
+
+CREATE FUNCTION shortlink.resolve(p_code text)
+RETURNS TABLE (url text, redirect_status smallint, expires_epoch bigint,
+               version bigint, forward_query boolean, rules text)
+LANGUAGE sql STABLE AS $$
+    SELECT l.url, l.redirect_status,
+           extract(epoch FROM l.expires_at)::bigint, l.version,
+           l.forward_query, shortlink.link_rules_encode(l.rules)
+      FROM shortlink.links l
+     WHERE l.code = p_code
+       AND l.enabled
+       AND l.deleted_at IS NULL
+       AND (l.expires_at IS NULL OR l.expires_at > now())
+$$;
+
+COMMENT ON FUNCTION shortlink.resolve(text) IS
+    'Target of a followable link (enabled, not deleted, not expired), '
+    'or no row; expires_epoch is NULL for links that never expire; '
+    'version is the row''s version, kept with every cached copy; '
+    'forward_query: append the visitor''s query string to the target; '
+    'rules: the redirect rules encoded (link_rules_encode()), NULL for none';
+
+
+-- GET / PUT /links/{code}/rules
+
+CREATE FUNCTION shortlink.api_link_rules(p_method text, p_match text[], p_params jsonb,
+                                         p_body text, p_owner text, p_admin boolean,
+                                         p_base_url text)
+RETURNS shortlink.api_result
+LANGUAGE plpgsql AS $$
+DECLARE
+    l     shortlink.links;
+    doc   jsonb;
+    errs  jsonb;
+BEGIN
+    IF p_method = 'PUT' THEN
+        SELECT * INTO l FROM shortlink.links
+         WHERE code = p_match[1] AND deleted_at IS NULL FOR UPDATE;
+    ELSE
+        SELECT * INTO l FROM shortlink.links
+         WHERE code = p_match[1] AND deleted_at IS NULL;
+    END IF;
+    IF NOT FOUND THEN
+        RETURN shortlink.api_problem(404, 'link-not-found', 'link not found',
+                                     format('there is no link "%s"', p_match[1]));
+    END IF;
+    IF NOT p_admin AND l.owner IS DISTINCT FROM p_owner THEN
+        RETURN shortlink.api_problem(403, 'not-your-link', 'forbidden',
+            format('the link "%s" belongs to another owner', p_match[1]));
+    END IF;
+
+    IF p_method = 'PUT' THEN
+        doc := shortlink.api_parse_json(p_body);
+        IF doc IS NULL THEN
+            RETURN shortlink.api_problem(400, 'malformed-json', 'malformed JSON',
+                                         'the request body is missing or not valid JSON');
+        END IF;
+        IF jsonb_typeof(doc) <> 'array' THEN
+            RETURN shortlink.api_problem(400, 'not-an-array', 'body is not an array',
+                'the request body must be a JSON array of rules ([] removes them)');
+        END IF;
+        errs := shortlink.link_rules_problems(doc);
+        IF jsonb_array_length(errs) > 0 THEN
+            RETURN shortlink.api_field_problem(errs);
+        END IF;
+        UPDATE shortlink.links x SET rules = doc
+         WHERE x.code = l.code
+        RETURNING x.* INTO l;
+    END IF;
+
+    RETURN ROW(200, jsonb_build_object('code', l.code, 'rules', l.rules,
+                                       'version', l.version))::shortlink.api_result;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.api_link_rules(text, text[], jsonb, text, text, boolean, text) IS
+    'GET /links/{code}/rules: {code, rules, version}; PUT: replaces the '
+    'rules with the body (a JSON array, [] removes them), 200 as GET, 400 '
+    'not JSON / not an array, 422 invalid rules (pointers into the array); '
+    '404 unknown or deleted link, 403 another owner''s link';
+
+INSERT INTO shortlink.api_routes (pattern, methods, handler, position)
+VALUES ('^/links/([0-9A-Za-z_-]{1,64})/rules$', '{"GET": [], "PUT": []}',
+        'shortlink.api_link_rules', 100);
