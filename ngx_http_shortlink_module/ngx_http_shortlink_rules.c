@@ -21,7 +21,8 @@
  * the separators (the database's constraints, checked again in
  * rules_valid() for every value read from Redis).  Pure functions: no I/O,
  * no allocation, so a link without rules costs nothing and one with rules
- * a scan of its text.
+ * a scan of its text.  Only macros and inline functions of ngx_core are
+ * used, so that t/unit/rules_test.c can build this file alone.
  */
 
 
@@ -42,6 +43,9 @@ static ngx_int_t ngx_http_shortlink_rules_cond(u_char *p, size_t len,
     ngx_http_shortlink_rules_input_t *in, ngx_int_t *device,
     ngx_str_t *country, ngx_int_t *have_country);
 static ngx_int_t ngx_http_shortlink_rules_q(u_char *p, u_char *last);
+static time_t ngx_http_shortlink_rules_time(u_char *p, size_t len);
+static ngx_int_t ngx_http_shortlink_rules_casecmp(u_char *a, u_char *b,
+    size_t n);
 
 
 ngx_int_t
@@ -145,8 +149,7 @@ ngx_http_shortlink_rules_valid(ngx_str_t *rules)
 
             case 'f':
             case 'u':
-                if (vlen == 0 || vlen > 12 || ngx_atotm(v, vlen) == NGX_ERROR)
-                {
+                if (ngx_http_shortlink_rules_time(v, vlen) == NGX_ERROR) {
                     return NGX_ERROR;
                 }
 
@@ -294,7 +297,8 @@ ngx_http_shortlink_rules_cond(u_char *p, size_t len,
         }
 
         return (country->len == v.len
-                && ngx_strncasecmp(country->data, v.data, v.len) == 0)
+                && ngx_http_shortlink_rules_casecmp(country->data, v.data,
+                                                    v.len) == 0)
                ? NGX_OK : NGX_DECLINED;
 
     case 'q':
@@ -313,7 +317,7 @@ ngx_http_shortlink_rules_cond(u_char *p, size_t len,
 
     case 'f':
     case 'u':
-        t = ngx_atotm(v.data, v.len);
+        t = ngx_http_shortlink_rules_time(v.data, v.len);
         if (t == NGX_ERROR) {
             return NGX_DECLINED;
         }
@@ -408,7 +412,8 @@ ngx_http_shortlink_rules_language(ngx_str_t *accept, ngx_str_t *wanted)
         }
 
         if ((size_t) (tag_end - tag) >= wanted->len
-            && ngx_strncasecmp(tag, wanted->data, wanted->len) == 0
+            && ngx_http_shortlink_rules_casecmp(tag, wanted->data,
+                                                wanted->len) == 0
             && ((size_t) (tag_end - tag) == wanted->len
                 || tag[wanted->len] == '-')
             && (semi == NULL || ngx_http_shortlink_rules_q(semi, end) == 1))
@@ -553,8 +558,12 @@ ngx_http_shortlink_rules_url_valid(u_char *p, size_t len)
         return 0;
     }
 
-    if (!(len > 7 && ngx_strncasecmp(p, (u_char *) "http://", 7) == 0)
-        && !(len > 8 && ngx_strncasecmp(p, (u_char *) "https://", 8) == 0))
+    if (!(len > 7
+          && ngx_http_shortlink_rules_casecmp(p, (u_char *) "http://", 7)
+             == 0)
+        && !(len > 8
+             && ngx_http_shortlink_rules_casecmp(p, (u_char *) "https://", 8)
+                == 0))
     {
         return 0;
     }
@@ -632,4 +641,45 @@ ngx_http_shortlink_rules_chars(u_char *p, size_t len, const char *extra)
     }
 
     return 1;
+}
+
+
+/* 1-12 digits as a Unix time, NGX_ERROR for anything else */
+
+static time_t
+ngx_http_shortlink_rules_time(u_char *p, size_t len)
+{
+    time_t   t;
+    u_char  *last;
+
+    if (len == 0 || len > 12) {
+        return NGX_ERROR;
+    }
+
+    t = 0;
+
+    for (last = p + len; p < last; p++) {
+        if (*p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        t = t * 10 + (*p - '0');
+    }
+
+    return t;
+}
+
+
+/* 0 when n bytes are equal ignoring ASCII case */
+
+static ngx_int_t
+ngx_http_shortlink_rules_casecmp(u_char *a, u_char *b, size_t n)
+{
+    for ( /* void */ ; n; n--, a++, b++) {
+        if (ngx_tolower(*a) != ngx_tolower(*b)) {
+            return 1;
+        }
+    }
+
+    return 0;
 }

@@ -127,7 +127,8 @@ BEGIN
                 ELSIF (v ->> 'name') !~ '^[A-Za-z0-9_.-]{1,64}$' THEN
                     errs := errs || jsonb_build_object('pointer', ptr || '/name',
                         'detail', 'must be 1 to 64 of the characters A-Z a-z 0-9 _ . -');
-                ELSIF (v ->> 'value') !~ '^[A-Za-z0-9_.~-]{0,256}$' THEN
+                ELSIF (v ->> 'value') !~ '^[A-Za-z0-9_.~-]*$'
+                      OR length(v ->> 'value') > 256 THEN
                     errs := errs || jsonb_build_object('pointer', ptr || '/value',
                         'detail', 'must be at most 256 of the characters '
                                   'A-Z a-z 0-9 _ . ~ - (compared as sent)');
