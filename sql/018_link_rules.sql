@@ -1,5 +1,8 @@
--- 018_link_rules.sql: redirect rules -- an ordered list per link; the first
--- rule whose conditions all hold picks the target, else the link's url.
+-- 018_link_rules.sql: what decides a redirect beyond the url: redirect
+-- rules, visit limits with a fallback URL.
+--
+-- Redirect rules: an ordered list per link; the first rule whose
+-- conditions all hold picks the target, else the link's url.
 --
 -- Conditions (all optional, at least one per rule): device (ios, android,
 -- desktop: from the User-Agent), language (Accept-Language names it with
@@ -12,8 +15,22 @@
 -- Changing the rules updates the row: links_touch bumps the version and
 -- links_notify announces it, so every node drops its cached copy.
 --
--- The API gets GET and PUT /links/{code}/rules as a row of
--- shortlink.api_routes (013); api_dispatch, api_check_link and
+-- Visit limits: after max_visits recorded clicks the link stops
+-- redirecting to its url.  The count comes from the click pipeline's
+-- rollup, shortlink.link_hourly_clicks: a trigger on it (record_clicks
+-- itself is not touched) sums the link's clicks when a batch adds some and
+-- marks the link exhausted once the sum reaches max_visits; that update
+-- bumps the version and notifies every node like any change.  Overshoot:
+-- clicks still queued in nginx when the limit is reached, at most one
+-- flush interval times the link's click rate, per node (plus the time a
+-- batch takes to commit and the notification to arrive).
+--
+-- Fallback: a link that is expired, disabled or exhausted and has a
+-- fallback_url redirects there (302) instead of answering 404; resolve()
+-- returns that row with the fallback as its url and no rules.
+--
+-- The API gets GET and PUT /links/{code}/rules and /links/{code}/limits as
+-- rows of shortlink.api_routes (013); api_dispatch, api_check_link and
 -- api_link_json are left as they are.
 
 ALTER TABLE shortlink.links ADD COLUMN rules jsonb NOT NULL DEFAULT '[]';
@@ -213,7 +230,126 @@ ALTER TABLE shortlink.links ADD CONSTRAINT links_rules_valid
     CHECK (shortlink.link_rules_problems(rules) = '[]'::jsonb);
 
 
--- resolve() of 006 plus the encoded rules
+-- --- visit limits and the fallback ---------------------------------------
+
+ALTER TABLE shortlink.links
+    ADD COLUMN max_visits bigint,
+    ADD COLUMN fallback_url text,
+    ADD COLUMN exhausted_at timestamptz,
+    ADD CONSTRAINT links_max_visits_positive
+        CHECK (max_visits > 0),
+    ADD CONSTRAINT links_fallback_url_scheme
+        CHECK (fallback_url ~* '^https?://[^/?#]'),
+    ADD CONSTRAINT links_fallback_url_length
+        CHECK (octet_length(fallback_url) <= 8192),
+    ADD CONSTRAINT links_fallback_url_printable
+        CHECK (fallback_url ~ '^[!-~]+$'),
+    ADD CONSTRAINT links_exhausted_limited
+        CHECK (exhausted_at IS NULL OR max_visits IS NOT NULL);
+
+COMMENT ON COLUMN shortlink.links.max_visits IS
+    'After this many recorded clicks the link stops redirecting to its url '
+    '(NULL: no limit); see exhausted_at';
+COMMENT ON COLUMN shortlink.links.fallback_url IS
+    'Where the link sends visitors while it is expired, disabled or '
+    'exhausted, instead of a 404 (same rules as url; NULL: none)';
+COMMENT ON COLUMN shortlink.links.exhausted_at IS
+    'Set (by the trigger on link_hourly_clicks) when the recorded clicks '
+    'reached max_visits; cleared when max_visits is raised above them or '
+    'removed';
+
+CREATE INDEX links_limited ON shortlink.links (code) WHERE max_visits IS NOT NULL;
+
+
+-- the recorded clicks of a link: the rollup's rows, merged or not
+CREATE FUNCTION shortlink.link_visits(p_code text) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(sum(pv), 0)::bigint
+      FROM shortlink.link_hourly_clicks
+     WHERE code = p_code
+$$;
+
+COMMENT ON FUNCTION shortlink.link_visits(text) IS
+    'Clicks of a link recorded so far (bots included), from '
+    'link_hourly_clicks';
+
+
+-- A batch of clicks was recorded: the limited links among them that are
+-- not exhausted yet are checked.  The merge of compact_hourly_clicks
+-- inserts rows too (with sketches, visitors NOT NULL); it moves counts,
+-- it adds none, and is skipped.
+CREATE FUNCTION shortlink.link_visits_check() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    c      text;
+    state  text;
+    msg    text;
+BEGIN
+    FOR c IN SELECT l.code
+               FROM shortlink.links l
+              WHERE l.max_visits IS NOT NULL
+                AND l.exhausted_at IS NULL
+                AND l.code IN (SELECT n.code FROM new_rows n
+                                WHERE n.visitors IS NULL)
+              ORDER BY l.code
+    LOOP
+        -- batches of two nodes at once: the second waits, then sees the
+        -- first's rows (a new snapshot per statement)
+        PERFORM pg_advisory_xact_lock(
+                    hashtextextended('shortlink.link_visits:' || c, 0));
+        -- never fails the batch: the clicks must be recorded whatever
+        -- happens here; the next batch of the link tries again
+        BEGIN
+            UPDATE shortlink.links l
+               SET exhausted_at = now()
+             WHERE l.code = c
+               AND l.exhausted_at IS NULL
+               AND l.max_visits <= shortlink.link_visits(c);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+            RAISE WARNING 'link_visits_check: link "%" not marked exhausted '
+                          '(SQLSTATE %: %)', c, state, msg;
+        END;
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.link_visits_check() IS
+    'After a batch of clicks: marks the limited links it touched exhausted '
+    'once link_visits() reaches max_visits (the update notifies nginx)';
+
+CREATE TRIGGER link_visits_check
+    AFTER INSERT ON shortlink.link_hourly_clicks
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION shortlink.link_visits_check();
+
+
+-- max_visits set, changed or removed: exhausted_at follows at once
+CREATE FUNCTION shortlink.links_limit() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.max_visits IS NULL THEN
+        NEW.exhausted_at := NULL;
+    ELSIF TG_OP = 'INSERT' OR NEW.max_visits IS DISTINCT FROM OLD.max_visits THEN
+        NEW.exhausted_at := CASE
+            WHEN shortlink.link_visits(NEW.code) >= NEW.max_visits
+            THEN coalesce(NEW.exhausted_at, now()) END;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.links_limit() IS
+    'Keeps exhausted_at true when max_visits changes: set when the clicks '
+    'recorded reach the new limit, cleared otherwise';
+
+CREATE TRIGGER links_limit
+    BEFORE INSERT OR UPDATE OF max_visits ON shortlink.links
+    FOR EACH ROW EXECUTE FUNCTION shortlink.links_limit();
+
+
+-- resolve() of 006 plus the encoded rules and the fallback
 
 DROP FUNCTION shortlink.resolve(text);
 
@@ -229,11 +365,22 @@ LANGUAGE sql STABLE AS $$
        AND l.enabled
        AND l.deleted_at IS NULL
        AND (l.expires_at IS NULL OR l.expires_at > now())
+       AND l.exhausted_at IS NULL
+    UNION ALL
+    SELECT l.fallback_url, 302::smallint, NULL::bigint, l.version, false, NULL
+      FROM shortlink.links l
+     WHERE l.code = p_code
+       AND l.fallback_url IS NOT NULL
+       AND l.deleted_at IS NULL
+       AND NOT (l.enabled
+                AND (l.expires_at IS NULL OR l.expires_at > now())
+                AND l.exhausted_at IS NULL)
 $$;
 
 COMMENT ON FUNCTION shortlink.resolve(text) IS
-    'Target of a followable link (enabled, not deleted, not expired), '
-    'or no row; expires_epoch is NULL for links that never expire; '
+    'Target of a followable link (enabled, not deleted, not expired, not '
+    'exhausted); for a link that is not followable but has a fallback_url, '
+    'the fallback (302, never expires, no rules); else no row; expires_epoch is NULL for links that never expire; '
     'version is the row''s version, kept with every cached copy; '
     'forward_query: append the visitor''s query string to the target; '
     'rules: the redirect rules encoded (link_rules_encode()), NULL for none';
@@ -300,3 +447,100 @@ COMMENT ON FUNCTION shortlink.api_link_rules(text, text[], jsonb, text, text, bo
 INSERT INTO shortlink.api_routes (pattern, methods, handler, position)
 VALUES ('^/links/([0-9A-Za-z_-]{1,64})/rules$', '{"GET": [], "PUT": []}',
         'shortlink.api_link_rules', 100);
+
+
+-- GET / PUT /links/{code}/limits
+
+CREATE FUNCTION shortlink.api_link_limits(p_method text, p_match text[], p_params jsonb,
+                                          p_body text, p_owner text, p_admin boolean,
+                                          p_base_url text)
+RETURNS shortlink.api_result
+LANGUAGE plpgsql AS $$
+DECLARE
+    l     shortlink.links;
+    doc   jsonb;
+    errs  jsonb[] := '{}';
+    k     text;
+    v     jsonb;
+    t     text;
+BEGIN
+    IF p_method = 'PUT' THEN
+        SELECT * INTO l FROM shortlink.links
+         WHERE code = p_match[1] AND deleted_at IS NULL FOR UPDATE;
+    ELSE
+        SELECT * INTO l FROM shortlink.links
+         WHERE code = p_match[1] AND deleted_at IS NULL;
+    END IF;
+    IF NOT FOUND THEN
+        RETURN shortlink.api_problem(404, 'link-not-found', 'link not found',
+                                     format('there is no link "%s"', p_match[1]));
+    END IF;
+    IF NOT p_admin AND l.owner IS DISTINCT FROM p_owner THEN
+        RETURN shortlink.api_problem(403, 'not-your-link', 'forbidden',
+            format('the link "%s" belongs to another owner', p_match[1]));
+    END IF;
+
+    IF p_method = 'PUT' THEN
+        doc := shortlink.api_parse_json(p_body);
+        IF doc IS NULL THEN
+            RETURN shortlink.api_problem(400, 'malformed-json', 'malformed JSON',
+                                         'the request body is missing or not valid JSON');
+        END IF;
+        IF jsonb_typeof(doc) <> 'object' THEN
+            RETURN shortlink.api_problem(400, 'not-an-object', 'body is not an object',
+                'the request body must be a JSON object {"max_visits": ..., '
+                '"fallback_url": ...}');
+        END IF;
+        FOR k, v IN SELECT e.key, e.value FROM jsonb_each(doc) e ORDER BY e.key LOOP
+            t := CASE WHEN jsonb_typeof(v) = 'string' THEN v #>> '{}' END;
+            IF k = 'max_visits' THEN
+                IF jsonb_typeof(v) <> 'null'
+                   AND (jsonb_typeof(v) <> 'number' OR v::numeric <> trunc(v::numeric)
+                        OR v::numeric < 1 OR v::numeric > 9223372036854775807) THEN
+                    errs := errs || jsonb_build_object('pointer', '/max_visits',
+                        'detail', 'must be a whole number of at least 1, or null');
+                END IF;
+            ELSIF k = 'fallback_url' THEN
+                IF jsonb_typeof(v) = 'null' THEN
+                    NULL;
+                ELSIF t IS NULL OR octet_length(t) > 8192 OR t !~ '^[!-~]+$'
+                      OR t !~* '^https?://[^/?#]' THEN
+                    errs := errs || jsonb_build_object('pointer', '/fallback_url',
+                        'detail', 'must be an absolute http:// or https:// URL of '
+                                  'printable ASCII (at most 8192 bytes), or null');
+                END IF;
+            ELSE
+                errs := errs || jsonb_build_object('pointer',
+                    '/' || replace(replace(k, '~', '~0'), '/', '~1'),
+                    'detail', 'unknown field; known: max_visits, fallback_url');
+            END IF;
+        END LOOP;
+        IF cardinality(errs) > 0 THEN
+            RETURN shortlink.api_field_problem(to_jsonb(errs));
+        END IF;
+        UPDATE shortlink.links x SET
+            max_visits = CASE WHEN doc ? 'max_visits'
+                              THEN (doc ->> 'max_visits')::bigint ELSE x.max_visits END,
+            fallback_url = CASE WHEN doc ? 'fallback_url'
+                                THEN doc ->> 'fallback_url' ELSE x.fallback_url END
+         WHERE x.code = l.code
+        RETURNING x.* INTO l;
+    END IF;
+
+    RETURN ROW(200, jsonb_build_object(
+        'code', l.code, 'max_visits', l.max_visits, 'fallback_url', l.fallback_url,
+        'visits', shortlink.link_visits(l.code),
+        'exhausted_at', shortlink.api_iso(l.exhausted_at),
+        'version', l.version))::shortlink.api_result;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.api_link_limits(text, text[], jsonb, text, text, boolean, text) IS
+    'GET /links/{code}/limits: {code, max_visits, fallback_url, visits '
+    '(recorded clicks), exhausted_at, version}; PUT sets the fields the '
+    'object names (null removes), 200 as GET, 400 not JSON / not an object, '
+    '422 invalid fields; 404 unknown or deleted link, 403 another owner''s';
+
+INSERT INTO shortlink.api_routes (pattern, methods, handler, position)
+VALUES ('^/links/([0-9A-Za-z_-]{1,64})/limits$', '{"GET": [], "PUT": []}',
+        'shortlink.api_link_limits', 100);
