@@ -142,6 +142,9 @@ GET /lmnofb
 
 
 === TEST 4: a link about to expire, cached
+--- init
+ShortlinkTest::sql(q{UPDATE shortlink.links SET expires_at = now() + interval '2 seconds'
+                      WHERE code = 'lmsoon'});
 --- request
 GET /lmsoon
 --- error_code: 302
