@@ -22,6 +22,8 @@ my %body = (
     'post /links'          => '{"url": "https://example.com/openapi"}',
     'post /links/bulk'     => '[{"url": "https://example.com/openapi-bulk"}]',
     'patch /links/{code}'  => '{"title": "documented"}',
+    'put /links/{code}/rules'  => '[{"device": "ios", "url": "https://example.com/ios"}]',
+    'put /links/{code}/limits' => '{"fallback_url": "https://example.com/gone"}',
 );
 
 our (@requests, @codes);
