@@ -37,6 +37,7 @@ typedef struct {
     u_char                             negative;
     u_char                             code_len;
     u_char                             forward;
+    u_char                             password;
     u_short                            status;
     u_short                            url_len;
     u_short                            rules_len;
@@ -343,6 +344,7 @@ ngx_http_shortlink_cache_get(ngx_shm_zone_t *zone, ngx_str_t *code,
     link->expires = cn->link_expires;
     link->version = cn->version;
     link->forward = cn->forward;
+    link->password = cn->password;
 
     if (rc == NGX_HTTP_SHORTLINK_CACHE_HIT) {
         ngx_queue_remove(&cn->queue);
@@ -478,6 +480,7 @@ ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
     cn->fresh_until = now + ttl;
     cn->version = link ? link->version : 0;
     cn->forward = (link && link->forward) ? 1 : 0;
+    cn->password = (link && link->password) ? 1 : 0;
     ngx_memcpy(cn->data, code->data, code->len);
 
     if (link) {

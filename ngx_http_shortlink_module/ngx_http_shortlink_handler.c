@@ -49,13 +49,17 @@ ngx_http_shortlink_handler(ngx_http_request_t *r)
     ngx_http_shortlink_link_t        link, *stale;
     ngx_http_shortlink_main_conf_t  *smcf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+    /* POST only for the password form of a protected link: see below */
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST))) {
         return ngx_http_shortlink_not_allowed(r);
     }
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
+    if (r->method != NGX_HTTP_POST) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_shortlink_ctx_t));
@@ -184,6 +188,18 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
     ngx_keyval_t   kv;
     u_char         index[NGX_INT_T_LEN];
 
+    /* a password first (the form, or its POST), if the link has one */
+
+    if (ctx->link.password) {
+        rc = ngx_http_shortlink_password(r, ctx);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+    } else if (r->method == NGX_HTTP_POST) {
+        return ngx_http_shortlink_not_allowed(r);
+    }
+
     /* the redirect rules, if the link has any, may pick another target */
 
     rule = NGX_DECLINED;
@@ -236,6 +252,9 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
         break;
     case NGX_HTTP_PERMANENT_REDIRECT:
         ngx_str_set(&reason, "308 Permanent Redirect");
+        break;
+    case NGX_HTTP_SEE_OTHER:
+        ngx_str_set(&reason, "303 See Other");
         break;
     default:
         ngx_str_set(&reason, "302 Found");

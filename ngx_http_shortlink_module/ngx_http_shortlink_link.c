@@ -8,16 +8,17 @@
  *                                         e.g. "v3 302 0 0 https://x.org/"
  *     "v<version> -"                      a tombstone: changed, ask again
  *
- * <rules> is empty for a link without redirect rules (the format of every
- * value written before rules existed, so those still decode), else the
- * rules' encoding (ngx_http_shortlink_rules.c), which starts with a LF: a
- * URL never holds one.
  * where version is the row's version (links.version), expires the link's
- * expires_at as a Unix time, 0 for never, and forward is 1 when the
- * visitor's query string goes to the target.  Redis keeps a value only
- * if no newer version is stored (ngx_http_shortlink_redis.c), and a
- * change leaves a tombstone of its version, so a lookup that read the
- * old row before the change cannot put it back afterwards.
+ * expires_at as a Unix time, 0 for never, and forward holds flags: 1 when
+ * the visitor's query string goes to the target, plus 2 when the link has
+ * a password (values before passwords existed have 0 or 1).  <rules> is
+ * empty for a link without redirect rules (the format of every value
+ * written before rules existed, so those still decode), else the rules'
+ * encoding (ngx_http_shortlink_rules.c), which starts with a LF: a URL
+ * never holds one.  Redis keeps a value only if no newer version is stored
+ * (ngx_http_shortlink_redis.c), and a change leaves a tombstone of its
+ * version, so a lookup that read the old row before the change cannot put
+ * it back afterwards.
  * Every value read back is validated as strictly as a database row: Redis
  * is a cache anyone on the network segment might write to.  Pure functions:
  * no I/O, no allocation.
@@ -134,7 +135,9 @@ u_char *
 ngx_http_shortlink_link_encode(u_char *p, ngx_http_shortlink_link_t *link)
 {
     p = ngx_sprintf(p, "v%L %ui %T %ui %V", link->version, link->status,
-                    link->expires, link->forward ? 1 : 0, &link->url);
+                    link->expires,
+                    (link->forward ? 1 : 0) + (link->password ? 2 : 0),
+                    &link->url);
 
     return ngx_cpymem(p, link->rules.data, link->rules.len);
 }
@@ -207,11 +210,12 @@ ngx_http_shortlink_link_decode(ngx_str_t *value,
 
     p = sp + 1;
 
-    if (last - p < 2 || (p[0] != '0' && p[0] != '1') || p[1] != ' ') {
+    if (last - p < 2 || p[0] < '0' || p[0] > '3' || p[1] != ' ') {
         return NGX_ERROR;
     }
 
-    link->forward = (p[0] == '1');
+    link->forward = (p[0] - '0') & 1;
+    link->password = ((p[0] - '0') & 2) ? 1 : 0;
     sp = p + 1;
 
     link->url.data = sp + 1;

@@ -28,6 +28,7 @@ typedef struct {
     time_t                       expires;   /* expires_at (epoch), 0: never */
     int64_t                      version;   /* of the row, 0: unknown */
     ngx_uint_t                   forward;   /* append the query string */
+    ngx_uint_t                   password;  /* the form first */
     ngx_str_t                    rules;     /* encoded, see rules.c; len 0:
                                                none */
 } ngx_http_shortlink_link_t;

@@ -217,8 +217,9 @@ ngx_http_shortlink_lookup_invalidate(ngx_http_shortlink_main_conf_t *smcf,
 /*
  * A link from a result row: url, redirect status and expiry (Unix time or
  * NULL) in columns col to col + 2, its version in vcol, forward_query in
- * vcol + 1 and the encoded redirect rules (NULL or empty: none) in vcol + 2
- * if the row has that column.  NGX_ERROR when it breaks a link's rules.
+ * vcol + 1, and, if the row has those columns, the encoded redirect rules
+ * (NULL or empty: none) in vcol + 2 and whether the link has a password in
+ * vcol + 3.  NGX_ERROR when it breaks a link's rules.
  */
 
 ngx_int_t
@@ -250,6 +251,11 @@ ngx_http_shortlink_lookup_row(PGresult *res, int col, int vcol,
     link->forward = PQgetvalue(res, 0, vcol + 1)[0] == 't';
 
     ngx_str_null(&link->rules);
+    link->password = 0;
+
+    if (PQnfields(res) > vcol + 3 && !PQgetisnull(res, 0, vcol + 3)) {
+        link->password = PQgetvalue(res, 0, vcol + 3)[0] == 't';
+    }
 
     if (PQnfields(res) > vcol + 2 && !PQgetisnull(res, 0, vcol + 2)) {
         link->rules.len = PQgetlength(res, 0, vcol + 2);

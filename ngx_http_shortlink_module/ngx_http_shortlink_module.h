@@ -77,6 +77,8 @@ typedef struct {
     ngx_uint_t                        code_length;   /* generated codes */
     ngx_uint_t                        code_attempts;
     ngx_http_complex_value_t         *rule_country;  /* NULL: none */
+    ngx_str_t                         password_secret; /* empty: no cookie */
+    time_t                            password_ttl;
 } ngx_http_shortlink_loc_conf_t;
 
 
@@ -87,6 +89,8 @@ typedef struct {
     ngx_str_t                         tier;        /* $shortlink_cache */
     ngx_queue_t                       queue;       /* in lookup->waiters */
     ngx_http_shortlink_lookup_t      *lookup;      /* while suspended */
+    ngx_http_shortlink_pg_query_t    *password_query;
+    unsigned                          unlocked:1;  /* password given */
 } ngx_http_shortlink_ctx_t;
 
 
@@ -116,6 +120,8 @@ void ngx_http_shortlink_lookup_destroy(ngx_http_shortlink_worker_t *worker);
 ngx_int_t ngx_http_shortlink_api_handler(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_shortlink_rules_apply(ngx_http_request_t *r,
+    ngx_http_shortlink_ctx_t *ctx);
+ngx_int_t ngx_http_shortlink_password(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx);
 
 void ngx_http_shortlink_metrics_start(ngx_http_shortlink_main_conf_t *smcf,

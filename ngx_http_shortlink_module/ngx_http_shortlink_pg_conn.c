@@ -60,7 +60,7 @@ static void ngx_http_shortlink_pg_notice(void *arg, const char *message);
 
 static const char  ngx_http_shortlink_pg_lookup_sql[] =
     "SELECT url, redirect_status, expires_epoch, version, forward_query,"
-    " rules FROM shortlink.resolve($1)";
+    " rules, password FROM shortlink.resolve($1)";
 
 static const char  ngx_http_shortlink_pg_timeout_sql[] =
     "SELECT pg_catalog.set_config('statement_timeout', $1, true)";

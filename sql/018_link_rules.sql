@@ -544,3 +544,247 @@ COMMENT ON FUNCTION shortlink.api_link_limits(text, text[], jsonb, text, text, b
 INSERT INTO shortlink.api_routes (pattern, methods, handler, position)
 VALUES ('^/links/([0-9A-Za-z_-]{1,64})/limits$', '{"GET": [], "PUT": []}',
         'shortlink.api_link_limits', 100);
+
+
+-- --- password-protected links ---------------------------------------------
+--
+-- The password is hashed and checked here, with pgcrypto's crypt() and
+-- bcrypt (gen_salt('bf')), never in an nginx worker: bcrypt is meant to
+-- cost CPU and would block the event loop.  nginx only learns that a link
+-- has a password (resolve().password) and asks check_link_password() when
+-- a visitor submits the form.  pgcrypto is a trusted extension (PostgreSQL
+-- 13+): the owner of the database may create it; else a superuser must.
+
+DO $$
+DECLARE
+    schema  name;
+BEGIN
+    SELECT n.nspname INTO schema
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'pgcrypto';
+
+    IF schema IS NULL THEN
+        BEGIN
+            CREATE EXTENSION pgcrypto SCHEMA shortlink;
+        EXCEPTION
+            WHEN insufficient_privilege OR undefined_file THEN
+                RAISE EXCEPTION 'shortlink needs the pgcrypto extension in schema '
+                                'shortlink (password-protected links)'
+                    USING ERRCODE = 'feature_not_supported',
+                          HINT = format('as the database owner or a superuser, run '
+                                        'in database %s: CREATE EXTENSION pgcrypto '
+                                        'SCHEMA shortlink;', current_database());
+        END;
+    ELSIF schema <> 'shortlink' THEN
+        RAISE EXCEPTION 'the pgcrypto extension is in schema %, shortlink needs it '
+                        'in schema shortlink', schema
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'ALTER EXTENSION pgcrypto SET SCHEMA shortlink; '
+                         '(its functions are then called shortlink.crypt() ...)';
+    END IF;
+END;
+$$;
+
+ALTER TABLE shortlink.links
+    ADD COLUMN password_hash text,
+    ADD CONSTRAINT links_password_bcrypt
+        CHECK (password_hash ~ '^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$');
+
+COMMENT ON COLUMN shortlink.links.password_hash IS
+    'bcrypt hash (crypt(password, gen_salt(''bf''))) of the password '
+    'visitors must give; NULL: no password.  Set it with '
+    'shortlink.set_link_password()';
+
+CREATE TABLE shortlink.link_password_failures (
+    code          text        PRIMARY KEY REFERENCES shortlink.links (code)
+                              ON UPDATE CASCADE ON DELETE CASCADE,
+    window_start  timestamptz NOT NULL,
+    failures      integer     NOT NULL,
+
+    CONSTRAINT link_password_failures_positive CHECK (failures > 0)
+);
+
+COMMENT ON TABLE shortlink.link_password_failures IS
+    'Wrong passwords per link in the current window (see '
+    'check_link_password); kept apart from links so that a failure does '
+    'not change the link''s version';
+
+
+CREATE FUNCTION shortlink.set_link_password(p_code text, p_password text)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_password IS NOT NULL
+       AND (char_length(p_password) NOT BETWEEN 1 AND 256
+            OR p_password ~ '[\x01-\x1f\x7f]') THEN
+        RAISE EXCEPTION 'a link password must be 1 to 256 characters without '
+                        'control characters'
+            USING ERRCODE = 'check_violation';
+    END IF;
+    UPDATE shortlink.links
+       SET password_hash = CASE WHEN p_password IS NOT NULL
+                                THEN shortlink.crypt(p_password,
+                                                     shortlink.gen_salt('bf', 10)) END
+     WHERE code = p_code AND deleted_at IS NULL;
+    DELETE FROM shortlink.link_password_failures WHERE code = p_code;
+    RETURN FOUND;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.set_link_password(text, text) IS
+    'Sets (bcrypt, cost 10) or, with NULL, removes the password of a live '
+    'link and forgets its failed attempts; false when there is no such link';
+
+
+-- 10 wrong passwords in 5 minutes lock a link's form for the rest of the
+-- window; a locked link checks nothing, so guessing gains nothing
+CREATE FUNCTION shortlink.check_link_password(p_code text, p_password text)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    max_failures  CONSTANT integer := 10;
+    window_len    CONSTANT interval := interval '5 minutes';
+    h             text;
+    f             shortlink.link_password_failures;
+BEGIN
+    SELECT l.password_hash INTO h
+      FROM shortlink.links l
+     WHERE l.code = p_code AND l.deleted_at IS NULL;
+    IF h IS NULL OR p_password IS NULL THEN
+        RETURN false;
+    END IF;
+
+    -- one check at a time per link, so the count cannot be raced past
+    SELECT * INTO f FROM shortlink.link_password_failures
+     WHERE code = p_code FOR UPDATE;
+    IF FOUND AND f.window_start > now() - window_len
+       AND f.failures >= max_failures THEN
+        RETURN NULL;
+    END IF;
+
+    IF shortlink.crypt(p_password, h) = h THEN
+        RETURN true;
+    END IF;
+
+    INSERT INTO shortlink.link_password_failures AS x (code, window_start, failures)
+    VALUES (p_code, now(), 1)
+    ON CONFLICT (code) DO UPDATE
+       SET window_start = CASE WHEN x.window_start > now() - window_len
+                               THEN x.window_start ELSE now() END,
+           failures = CASE WHEN x.window_start > now() - window_len
+                           THEN x.failures + 1 ELSE 1 END;
+    RETURN false;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.check_link_password(text, text) IS
+    'true: the password of the live link p_code; false: wrong (counted), '
+    'or no such link or no password; NULL: refused without checking, the '
+    'link had 10 wrong passwords within 5 minutes (the window starts at '
+    'the first of them)';
+
+
+-- resolve() again: the same rows, plus whether the link has a password
+-- (a fallback row never has one)
+
+DROP FUNCTION shortlink.resolve(text);
+
+CREATE FUNCTION shortlink.resolve(p_code text)
+RETURNS TABLE (url text, redirect_status smallint, expires_epoch bigint,
+               version bigint, forward_query boolean, rules text,
+               password boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT l.url, l.redirect_status,
+           extract(epoch FROM l.expires_at)::bigint, l.version,
+           l.forward_query, shortlink.link_rules_encode(l.rules),
+           l.password_hash IS NOT NULL
+      FROM shortlink.links l
+     WHERE l.code = p_code
+       AND l.enabled
+       AND l.deleted_at IS NULL
+       AND (l.expires_at IS NULL OR l.expires_at > now())
+       AND l.exhausted_at IS NULL
+    UNION ALL
+    SELECT l.fallback_url, 302::smallint, NULL::bigint, l.version, false, NULL,
+           false
+      FROM shortlink.links l
+     WHERE l.code = p_code
+       AND l.fallback_url IS NOT NULL
+       AND l.deleted_at IS NULL
+       AND NOT (l.enabled
+                AND (l.expires_at IS NULL OR l.expires_at > now())
+                AND l.exhausted_at IS NULL)
+$$;
+
+COMMENT ON FUNCTION shortlink.resolve(text) IS
+    'Target of a followable link (enabled, not deleted, not expired, not '
+    'exhausted); for a link that is not followable but has a fallback_url, '
+    'the fallback (302, never expires, no rules, no password); else no row; '
+    'expires_epoch is NULL for links that never expire; version is the '
+    'row''s version, kept with every cached copy; forward_query: append the '
+    'visitor''s query string to the target; rules: the redirect rules '
+    'encoded (link_rules_encode()), NULL for none; password: visitors must '
+    'give the link''s password first';
+
+
+-- PUT / DELETE /links/{code}/password
+
+CREATE FUNCTION shortlink.api_link_password(p_method text, p_match text[], p_params jsonb,
+                                            p_body text, p_owner text, p_admin boolean,
+                                            p_base_url text)
+RETURNS shortlink.api_result
+LANGUAGE plpgsql AS $$
+DECLARE
+    l    shortlink.links;
+    doc  jsonb;
+    pw   text;
+BEGIN
+    SELECT * INTO l FROM shortlink.links
+     WHERE code = p_match[1] AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN shortlink.api_problem(404, 'link-not-found', 'link not found',
+                                     format('there is no link "%s"', p_match[1]));
+    END IF;
+    IF NOT p_admin AND l.owner IS DISTINCT FROM p_owner THEN
+        RETURN shortlink.api_problem(403, 'not-your-link', 'forbidden',
+            format('the link "%s" belongs to another owner', p_match[1]));
+    END IF;
+
+    IF p_method = 'DELETE' THEN
+        PERFORM shortlink.set_link_password(l.code, NULL);
+        RETURN ROW(204, NULL)::shortlink.api_result;
+    END IF;
+
+    doc := shortlink.api_parse_json(p_body);
+    IF doc IS NULL THEN
+        RETURN shortlink.api_problem(400, 'malformed-json', 'malformed JSON',
+                                     'the request body is missing or not valid JSON');
+    END IF;
+    IF jsonb_typeof(doc) <> 'object' THEN
+        RETURN shortlink.api_problem(400, 'not-an-object', 'body is not an object',
+                                     'the request body must be {"password": "..."}');
+    END IF;
+    IF (SELECT count(*) FROM jsonb_object_keys(doc) k WHERE k <> 'password') > 0 THEN
+        RETURN shortlink.api_field_problem(jsonb_build_array(jsonb_build_object(
+            'pointer', '', 'detail', 'only "password" is known')));
+    END IF;
+    pw := CASE WHEN jsonb_typeof(doc -> 'password') = 'string' THEN doc ->> 'password' END;
+    IF pw IS NULL OR char_length(pw) NOT BETWEEN 1 AND 256
+       OR pw ~ '[\x01-\x1f\x7f]' THEN
+        RETURN shortlink.api_field_problem(jsonb_build_array(jsonb_build_object(
+            'pointer', '/password', 'detail',
+            'must be a string of 1 to 256 characters without control characters')));
+    END IF;
+    PERFORM shortlink.set_link_password(l.code, pw);
+    RETURN ROW(204, NULL)::shortlink.api_result;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.api_link_password(text, text[], jsonb, text, text, boolean, text) IS
+    'PUT /links/{code}/password {"password": "..."}: sets it (bcrypt in '
+    'PostgreSQL), 204; DELETE removes it, 204; 400, 422, 403, 404.  The '
+    'password is never returned';
+
+INSERT INTO shortlink.api_routes (pattern, methods, handler, position)
+VALUES ('^/links/([0-9A-Za-z_-]{1,64})/password$', '{"PUT": [], "DELETE": []}',
+        'shortlink.api_link_password', 100);
