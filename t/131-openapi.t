@@ -24,6 +24,7 @@ my %body = (
     'patch /links/{code}'  => '{"title": "documented"}',
     'put /links/{code}/rules'  => '[{"device": "ios", "url": "https://example.com/ios"}]',
     'put /links/{code}/limits' => '{"fallback_url": "https://example.com/gone"}',
+    'put /links/{code}/password' => '{"password": "documented"}',
 );
 
 our (@requests, @codes);
@@ -38,8 +39,9 @@ for my $path (sort keys %{ $doc->{paths} }) {
     }
 }
 
-# the delete goes last: the other operations need the link
-for my $op (sort { ($a->[0] eq 'delete') <=> ($b->[0] eq 'delete') } @ops) {
+# the link's delete goes last: the other operations need the link
+my $last = sub { $_[0][0] eq 'delete' && $_[0][1] eq '/links/{code}' };
+for my $op (sort { $last->($a) <=> $last->($b) } @ops) {
     my ($method, $path, $ok) = @$op;
     (my $uri = $path) =~ s/\{code\}/oa1/;
     my $req = uc($method) . " /_api$uri";
