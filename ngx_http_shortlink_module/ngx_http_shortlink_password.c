@@ -339,9 +339,11 @@ ngx_http_shortlink_password_done(void *data, PGresult *res, ngx_int_t rc)
 
     char                *v;
     ngx_int_t            answer;
+    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     r = ctx->request;
+    c = r->connection;
     ctx->password_query = NULL;
 
     if (rc != NGX_OK || res == NULL || PQntuples(res) != 1
@@ -382,7 +384,7 @@ ngx_http_shortlink_password_done(void *data, PGresult *res, ngx_int_t rc)
 done:
 
     ngx_http_finalize_request(r, answer);
-    ngx_http_run_posted_requests(r->connection);
+    ngx_http_run_posted_requests(c);
 }
 
 

@@ -654,9 +654,11 @@ BEGIN
         RETURN false;
     END IF;
 
-    -- one check at a time per link, so the count cannot be raced past
+    -- one check at a time per link (until commit), so concurrent guesses
+    -- cannot race past the count
+    PERFORM pg_advisory_xact_lock(hashtextextended('shortlink.password:' || p_code, 0));
     SELECT * INTO f FROM shortlink.link_password_failures
-     WHERE code = p_code FOR UPDATE;
+     WHERE code = p_code;
     IF FOUND AND f.window_start > now() - window_len
        AND f.failures >= max_failures THEN
         RETURN NULL;
@@ -681,7 +683,7 @@ COMMENT ON FUNCTION shortlink.check_link_password(text, text) IS
     'true: the password of the live link p_code; false: wrong (counted), '
     'or no such link or no password; NULL: refused without checking, the '
     'link had 10 wrong passwords within 5 minutes (the window starts at '
-    'the first of them)';
+    'the first of them).  Checks of one link run one at a time';
 
 
 -- resolve() again: the same rows, plus whether the link has a password

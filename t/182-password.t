@@ -11,6 +11,8 @@ use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use ShortlinkTest;
 use Digest::SHA ();
+use File::Temp ();
+use POSIX ();
 
 our $secret = 'test-secret-0123456789abcdef-0123456789';
 
@@ -21,16 +23,18 @@ sql(q{
       ('pw1', 'https://example.com/pw1', 't182'),
       ('pw2', 'https://example.com/pw2', 't182'),
       ('pwlock', 'https://example.com/pwlock', 't182'),
-      ('pwplain', 'https://example.com/pwplain', 't182');
+      ('pwplain', 'https://example.com/pwplain', 't182'),
+      ('pwrace', 'https://example.com/pwrace', 't182');
     SELECT shortlink.set_link_password('pw1', 's3cret ü&=+');
     SELECT shortlink.set_link_password('pw2', 'other');
     SELECT shortlink.set_link_password('pwlock', 'right');
+    SELECT shortlink.set_link_password('pwrace', 'right');
 });
 $ENV{TEST_NGINX_API_KEY} = sql_value("SELECT shortlink.create_api_key('t182')");
 
 # the hash is bcrypt, made by PostgreSQL; the password is nowhere
 is(sql_value(q{SELECT count(*) FROM shortlink.links WHERE code LIKE 'pw%'
-                 AND password_hash ~ '^\$2a\$10\$'}), 3, 'bcrypt hashes');
+                 AND password_hash ~ '^\$2a\$10\$'}), 4, 'bcrypt hashes');
 my $err = eval { sql(q{UPDATE shortlink.links SET password_hash = 'plain'
                         WHERE code = 'pw1'}); 1 } ? '' : "$@";
 like($err, qr/links_password_bcrypt/, 'psql cannot store a password that is not bcrypt');
@@ -283,7 +287,46 @@ Location: https://example.com/pw2
 
 
 
-=== TEST 19: the API sets and removes a password (never shows it)
+=== TEST 19: 15 wrong passwords at once: exactly 10 are checked, 5 refused
+--- init
+use IO::Socket::INET ();
+my $port = Test::Nginx::Socket::server_port();
+my @pids;
+my $dir = File::Temp::tempdir(CLEANUP => 1);
+for my $i (1 .. 15) {
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or POSIX::_exit(1);
+        my $body = "password=wrong$i";
+        print $s "POST /pwrace HTTP/1.0\r\nHost: localhost\r\n"
+                 . "Content-Type: application/x-www-form-urlencoded\r\n"
+                 . "Content-Length: " . length($body) . "\r\n\r\n$body";
+        my $resp = do { local $/; <$s> } // '';
+        my ($status) = $resp =~ m{^HTTP/1\.\d (\d+)};
+        open my $fh, '>', "$dir/$i" or POSIX::_exit(1);
+        print $fh $status // 'none';
+        close $fh;
+        POSIX::_exit(0);
+    }
+    push @pids, $pid;
+}
+waitpid $_, 0 for @pids;
+my %n;
+for my $i (1 .. 15) {
+    open my $fh, '<', "$dir/$i" or die $!;
+    $n{scalar <$fh>}++;
+}
+Test::More::is_deeply(\%n, { 403 => 10, 429 => 5 }, '10 checked and wrong, 5 refused');
+--- request
+POST /pwrace
+password=right
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 429
+
+
+
+=== TEST 20: the API sets and removes a password (never shows it)
 --- init
 ShortlinkTest::sql(q{SELECT shortlink.set_link_password('pwlock', NULL)});
 --- request eval
@@ -299,7 +342,7 @@ ShortlinkTest::sql(q{SELECT shortlink.set_link_password('pwlock', NULL)});
 
 
 
-=== TEST 20: the new password is asked for at once (the change was notified)
+=== TEST 21: the new password is asked for at once (the change was notified)
 --- init
 Time::HiRes::sleep(0.3);
 --- request eval
@@ -311,7 +354,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 21: PostgreSQL down: the form still shows (cached), the check is 503, never a redirect
+=== TEST 22: PostgreSQL down: the form still shows (cached), the check is 503, never a redirect
 --- init
 ShortlinkTest::pg_stop();
 --- request eval
@@ -329,7 +372,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 22: PostgreSQL back: the password is checked again
+=== TEST 23: PostgreSQL back: the password is checked again
 --- init
 ShortlinkTest::pg_start(); Time::HiRes::sleep(1);
 --- request
