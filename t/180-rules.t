@@ -2,7 +2,8 @@
 # country from shortlink_rule_country, a query parameter, a time window)
 # and combined, the first matching rule wins, the link's own url when none
 # does; rules travel through the zone and Redis (old values still decode,
-# malformed ones are refused); a change is seen within a second by a second
+# malformed ones are refused, the password flag travels too); a change is
+# seen within a second by a second
 # nginx that had the link cached; the click records the rule; the API and
 # the database refuse invalid rules.
 
@@ -45,6 +46,8 @@ sql(q{
           "url": "https://example.com/de-at-x"}]'),
       ('rubad', 'https://example.com/rubad', 't180', '[]'),
       ('ruold', 'https://example.com/ruold-pg', 't180', '[]'),
+      ('rupw', 'https://example.com/rupw-pg', 't180', '[]'),
+      ('ruflag', 'https://example.com/ruflag-pg', 't180', '[]'),
       ('ruredis', 'https://example.com/default', 't180', '[
          {"device": "android", "url": "https://example.com/android"}]'),
       ('runode', 'https://example.com/default', 't180', '[
@@ -66,7 +69,7 @@ sql(q{
         jsonb_build_object('from', shortlink.api_iso(now() + interval '3 seconds'),
                            'url', 'https://example.com/opened'));
 });
-redis('del', map { "sl:$_" } qw(rudev rulang ructy ruq rucomb rubad ruold
+redis('del', map { "sl:$_" } qw(rudev rulang ructy ruq rucomb rubad ruold rupw ruflag
                                  ruredis runode rufwd rutime ruopen));
 $ENV{TEST_NGINX_API_KEY} = sql_value("SELECT shortlink.create_api_key('t180')");
 $ENV{TEST_NGINX_OTHER_KEY} = sql_value("SELECT shortlink.create_api_key('t180b')");
@@ -76,6 +79,9 @@ $ENV{TEST_NGINX_REDIS_TIMEOUT} = $ENV{TEST_NGINX_USE_VALGRIND} ? '2s' : '200ms';
 
 # Redis: a value of the format before rules, and one with malformed rules
 redis('set', 'sl:ruold', "v1 302 0 0 https://example.com/ruold-redis");
+# the password flag (2) in the forward field, and a flag that does not exist
+redis('set', 'sl:rupw', "v1 302 0 3 https://example.com/rupw-redis\nd=ios t=https://x.org/");
+redis('set', 'sl:ruflag', "v1 302 0 4 https://example.com/ruflag-redis");
 redis('set', 'sl:rubad',
       "v1 302 0 0 https://example.com/rubad-redis\nd=phone t=https://evil.example/");
 
@@ -479,7 +485,28 @@ malformed Redis value for "rubad"
 
 
 
-=== TEST 27: rules travel in Redis: node 1 fills it, node 2 reads them there
+=== TEST 27: the password flag travels in Redis: the form, not a redirect
+--- request
+GET /rupw
+--- error_code: 200
+--- response_headers
+X-Cache: redis
+Location:
+--- response_body_like: <form method="post">
+
+
+
+=== TEST 28: an unknown flag in Redis: malformed, PostgreSQL answers
+--- request
+GET /ruflag
+--- error_code: 302
+--- response_headers
+Location: https://example.com/ruflag-pg
+X-Cache: pg
+
+
+
+=== TEST 29: rules travel in Redis: node 1 fills it, node 2 reads them there
 --- init
 main::start_node2();
 --- request
@@ -490,7 +517,7 @@ X-Cache: pg
 
 
 
-=== TEST 28: node 2 applies the rules it read from Redis
+=== TEST 30: node 2 applies the rules it read from Redis
 --- init
 my @a = main::node2_get('/ruredis', $::android);
 my @i = main::node2_get('/ruredis', $::ios);
@@ -511,7 +538,7 @@ PUT /_api/links/runode/rules
 
 
 
-=== TEST 29: within a second node 2 follows the changed rules
+=== TEST 31: within a second node 2 follows the changed rules
 --- init
 my $window = $ENV{TEST_NGINX_USE_VALGRIND} ? 5 : 1;
 my @got;
@@ -530,7 +557,7 @@ Location: https://example.com/fr
 
 
 
-=== TEST 30: GET the rules
+=== TEST 32: GET the rules
 --- request
 GET /_api/links/runode/rules
 --- more_headers eval
@@ -540,7 +567,7 @@ GET /_api/links/runode/rules
 
 
 
-=== TEST 31: invalid rules: 422 with pointers, nothing changed
+=== TEST 33: invalid rules: 422 with pointers, nothing changed
 --- request
 PUT /_api/links/runode/rules
 [{"device": "phone", "url": "https://example.com/x"}, {"url": "ftp://x"}, {"colour": "red", "url": "https://x.org/"}]
@@ -551,7 +578,7 @@ PUT /_api/links/runode/rules
 
 
 
-=== TEST 32: not an array, not JSON
+=== TEST 34: not an array, not JSON
 --- request eval
 ["PUT /_api/links/runode/rules\n{\"device\": \"ios\"}", "PUT /_api/links/runode/rules\n[{"]
 --- more_headers eval
@@ -561,7 +588,7 @@ PUT /_api/links/runode/rules
 
 
 
-=== TEST 33: another owner's link: 403; an unknown link: 404; DELETE: 405
+=== TEST 35: another owner's link: 403; an unknown link: 404; DELETE: 405
 --- request eval
 ["PUT /_api/links/runode/rules\n[]", "GET /_api/links/runode/rules",
  "GET /_api/links/nosuchrulelink/rules", "DELETE /_api/links/runode/rules"]
@@ -572,7 +599,7 @@ PUT /_api/links/runode/rules
 
 
 
-=== TEST 34: the rules were not changed by the refused requests
+=== TEST 36: the rules were not changed by the refused requests
 --- request
 GET /_api/links/runode/rules
 --- more_headers eval
@@ -582,7 +609,7 @@ GET /_api/links/runode/rules
 
 
 
-=== TEST 35: [] removes the rules
+=== TEST 37: [] removes the rules
 --- request
 PUT /_api/links/runode/rules
 []
@@ -593,7 +620,7 @@ PUT /_api/links/runode/rules
 
 
 
-=== TEST 36: ... and the link redirects to its url again
+=== TEST 38: ... and the link redirects to its url again
 --- init
 my $window = $ENV{TEST_NGINX_USE_VALGRIND} ? 5 : 1;
 ShortlinkTest::wait_until(sub {
