@@ -3,9 +3,8 @@
 # and combined, the first matching rule wins, the link's own url when none
 # does; rules travel through the zone and Redis (old values still decode,
 # malformed ones are refused, the password flag travels too); a change is
-# seen within a second by a second
-# nginx that had the link cached; the click records the rule; the API and
-# the database refuse invalid rules.
+# seen within a second by a second nginx that had the link cached; the
+# click records the rule; the API and the database refuse invalid rules.
 
 BEGIN { $ENV{TEST_NGINX_FORCE_RESTART_ON_TEST} = 0 }
 
