@@ -10,6 +10,9 @@
 # Cases (each on its own port of the same one-worker nginx):
 #   return-302        location / { return 302 ...; }             the ceiling
 #   hot-1k            1,000 codes, all in the shared-memory zone (L1)
+#   rules             hot-1k with three redirect rules per link (device,
+#                     language + country, query), none matching: every
+#                     rule is evaluated, then the link's url (018)
 #   wide-100k         100,000 codes, zone large enough to hold them all
 #   unknown           random unknown codes, refused by the bloom filter; the
 #                     PostgreSQL lookups made meanwhile are counted
@@ -43,7 +46,7 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 
 SECONDS_PER_RUN=${1:-10}
 CONNS=${2:-50}
-CASES=${BENCH_CASES:-"hot-1k wide-100k unknown redis-only postgres-only record clicks flush"}
+CASES=${BENCH_CASES:-"hot-1k rules wide-100k unknown redis-only postgres-only record clicks flush"}
 LINKS=100000
 FLUSH=${BENCH_FLUSH:-"interval=1s batch=5000"}
 
@@ -59,6 +62,14 @@ psql -X -q "$SHORTLINK_DSN" -c "
     INSERT INTO shortlink.links (code, url)
     SELECT 'b' || i, 'https://example.com/target/' || i
       FROM generate_series(1, $LINKS) AS i;
+    INSERT INTO shortlink.links (code, url, rules)
+    SELECT 'r' || i, 'https://example.com/target/' || i, jsonb_build_array(
+        jsonb_build_object('device', 'ios', 'url', 'https://example.com/ios/' || i),
+        jsonb_build_object('language', 'de', 'country', 'AT',
+                           'url', 'https://example.com/at/' || i),
+        jsonb_build_object('query', jsonb_build_object('name', 'v', 'value', 'b'),
+                           'url', 'https://example.com/b/' || i))
+      FROM generate_series(1, 1000) AS i;
     ANALYZE shortlink.links;"
 
 BASE=$(free_port 18080)
@@ -103,7 +114,8 @@ CONF
 gen_conf all $((BASE + 1)) \
     "shortlink_zone links:64m ttl=1h negative_ttl=10s;" \
     "shortlink_redis 127.0.0.1:$REDIS_PORT;" \
-    "shortlink_bloom capacity=200000 error=0.001;"
+    "shortlink_bloom capacity=200000 error=0.001;" \
+    'shortlink_rule_country $http_x_country;'
 gen_conf redis $((BASE + 2)) "shortlink_redis 127.0.0.1:$REDIS_PORT;"
 gen_conf pg $((BASE + 3))
 gen_conf clicks $((BASE + 4)) \
@@ -291,6 +303,9 @@ for case in $CASES; do
     hot-1k)
         warm $((BASE + 1)) b 1000
         report hot-1k $((BASE + 1)) b 1000 ;;
+    rules)
+        warm $((BASE + 1)) r 1000
+        report rules $((BASE + 1)) r 1000 ;;
     wide-100k)
         warm $((BASE + 1)) b "$LINKS"
         report wide-100k $((BASE + 1)) b "$LINKS" ;;

@@ -37,14 +37,16 @@ typedef struct {
     u_char                             negative;
     u_char                             code_len;
     u_char                             forward;
+    u_char                             password;
     u_short                            status;
     u_short                            url_len;
+    u_short                            rules_len;
     uint32_t                           epoch;        /* see cache_clear */
     ngx_queue_t                        queue;
     ngx_msec_t                         fresh_until;
     time_t                             link_expires;
     int64_t                            version;      /* of the row */
-    u_char                             data[1];      /* code, then url */
+    u_char                             data[1];      /* code, url, rules */
 } ngx_http_shortlink_cache_node_t;
 
 
@@ -318,18 +320,31 @@ ngx_http_shortlink_cache_get(ngx_shm_zone_t *zone, ngx_str_t *code,
         return NGX_HTTP_SHORTLINK_CACHE_MISS;
     }
 
-    link->url.data = ngx_pnalloc(pool, cn->url_len);
+    /* one allocation: the url, and the rules behind it if there are any */
+
+    link->url.data = ngx_pnalloc(pool, cn->url_len + cn->rules_len);
     if (link->url.data == NULL) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return NGX_HTTP_SHORTLINK_CACHE_MISS;
     }
 
-    ngx_memcpy(link->url.data, cn->data + cn->code_len, cn->url_len);
+    ngx_memcpy(link->url.data, cn->data + cn->code_len,
+               cn->url_len + cn->rules_len);
     link->url.len = cn->url_len;
+
+    if (cn->rules_len) {
+        link->rules.data = link->url.data + cn->url_len;
+        link->rules.len = cn->rules_len;
+
+    } else {
+        ngx_str_null(&link->rules);
+    }
+
     link->status = cn->status;
     link->expires = cn->link_expires;
     link->version = cn->version;
     link->forward = cn->forward;
+    link->password = cn->password;
 
     if (rc == NGX_HTTP_SHORTLINK_CACHE_HIT) {
         ngx_queue_remove(&cn->queue);
@@ -375,7 +390,11 @@ ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
                                * 1000);
         }
 
-        size = code->len + link->url.len;
+        if (link->rules.len > NGX_HTTP_SHORTLINK_RULES_MAX_LEN) {
+            return;
+        }
+
+        size = code->len + link->url.len + link->rules.len;
 
     } else {
         ttl = ctx->conf->negative_ttl;
@@ -461,17 +480,22 @@ ngx_http_shortlink_cache_put(ngx_shm_zone_t *zone, ngx_str_t *code,
     cn->fresh_until = now + ttl;
     cn->version = link ? link->version : 0;
     cn->forward = (link && link->forward) ? 1 : 0;
+    cn->password = (link && link->password) ? 1 : 0;
     ngx_memcpy(cn->data, code->data, code->len);
 
     if (link) {
         cn->status = (u_short) link->status;
         cn->url_len = (u_short) link->url.len;
+        cn->rules_len = (u_short) link->rules.len;
         cn->link_expires = link->expires;
-        ngx_memcpy(cn->data + code->len, link->url.data, link->url.len);
+        ngx_memcpy(ngx_cpymem(cn->data + code->len, link->url.data,
+                              link->url.len),
+                   link->rules.data, link->rules.len);
 
     } else {
         cn->status = 0;
         cn->url_len = 0;
+        cn->rules_len = 0;
         cn->link_expires = 0;
     }
 

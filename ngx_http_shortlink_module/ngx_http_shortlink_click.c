@@ -121,9 +121,14 @@ ngx_http_shortlink_click_record_kv(ngx_http_request_t *r, ngx_str_t *code,
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_shortlink_module);
 
-    /* HEAD is no visit; subrequests are not either */
+    /*
+     * HEAD is no visit; subrequests are not either.  A POST is the
+     * password form of a protected link that redirects now.
+     */
 
-    if (smcf->queue == NULL || r->method != NGX_HTTP_GET || r != r->main) {
+    if (smcf->queue == NULL || !(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))
+        || r != r->main)
+    {
         return NGX_OK;
     }
 

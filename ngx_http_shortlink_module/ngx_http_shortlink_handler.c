@@ -51,13 +51,17 @@ ngx_http_shortlink_handler(ngx_http_request_t *r)
     ngx_http_shortlink_link_t        link, *stale;
     ngx_http_shortlink_main_conf_t  *smcf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+    /* POST only for the password form of a protected link: see below */
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST))) {
         return ngx_http_shortlink_not_allowed(r);
     }
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
+    if (r->method != NGX_HTTP_POST) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_shortlink_ctx_t));
@@ -180,13 +184,15 @@ static ngx_int_t
 ngx_http_shortlink_redirect(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx)
 {
-    size_t        len, escape;
-    u_char       *p;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_str_t     reason, target, args;
-    ngx_chain_t   out;
-    ngx_keyval_t  source;
+    size_t         len, escape;
+    u_char        *p;
+    ngx_int_t      rc, rule;
+    ngx_buf_t     *b;
+    ngx_str_t      reason, target, args;
+    ngx_uint_t     nkv;
+    ngx_chain_t    out;
+    ngx_keyval_t   kv[2];
+    u_char         index[NGX_INT_T_LEN];
 
     /* a link the target policy blocks: no Location, no click */
 
@@ -200,17 +206,54 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
         return ngx_http_shortlink_qr_link(r);
     }
 
+    /* a password first (the form, or its POST), if the link has one */
+
+    if (ctx->link.password) {
+        rc = ngx_http_shortlink_password(r, ctx);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+    } else if (r->method == NGX_HTTP_POST) {
+        return ngx_http_shortlink_not_allowed(r);
+    }
+
     /* the "_sls" source marker: recorded, never forwarded */
 
-    if (ngx_http_shortlink_source(r, &args, &source.value) != NGX_OK) {
+    nkv = 0;
+
+    if (ngx_http_shortlink_source(r, &args, &kv[0].value) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (kv[0].value.len) {
+        ngx_str_set(&kv[0].key, "source");
+        nkv = 1;
+    }
+
+    /* the redirect rules, if the link has any, may pick another target */
+
+    rule = NGX_DECLINED;
+
+    if (ctx->link.rules.len) {
+        rule = ngx_http_shortlink_rules_apply(r, ctx);
+
+        if (rule == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     /* 6. the click: queued, never waited for (may set the visitor cookie) */
 
-    if (source.value.len) {
-        ngx_str_set(&source.key, "source");
-        rc = ngx_http_shortlink_click_record_kv(r, &ctx->code, &source, 1);
+    if (rule >= 0) {
+        ngx_str_set(&kv[nkv].key, "rule");
+        kv[nkv].value.data = index;
+        kv[nkv].value.len = ngx_sprintf(index, "%i", rule) - index;
+        nkv++;
+    }
+
+    if (nkv) {
+        rc = ngx_http_shortlink_click_record_kv(r, &ctx->code, kv, nkv);
 
     } else {
         rc = ngx_http_shortlink_click_record(r, &ctx->code);
@@ -243,6 +286,9 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
         break;
     case NGX_HTTP_PERMANENT_REDIRECT:
         ngx_str_set(&reason, "308 Permanent Redirect");
+        break;
+    case NGX_HTTP_SEE_OTHER:
+        ngx_str_set(&reason, "303 See Other");
         break;
     default:
         ngx_str_set(&reason, "302 Found");

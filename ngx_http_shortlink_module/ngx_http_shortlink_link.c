@@ -4,16 +4,21 @@
  *
  * Links: validity of a target and the Redis value format
  *
- *     "v<version> <status> <expires> <forward> <url>"
+ *     "v<version> <status> <expires> <forward> <url><rules>"
  *                                         e.g. "v3 302 0 0 https://x.org/"
  *     "v<version> -"                      a tombstone: changed, ask again
  *
  * where version is the row's version (links.version), expires the link's
- * expires_at as a Unix time, 0 for never, and forward is 1 when the
- * visitor's query string goes to the target.  Redis keeps a value only
- * if no newer version is stored (ngx_http_shortlink_redis.c), and a
- * change leaves a tombstone of its version, so a lookup that read the
- * old row before the change cannot put it back afterwards.
+ * expires_at as a Unix time, 0 for never, and forward holds flags: 1 when
+ * the visitor's query string goes to the target, plus 2 when the link has
+ * a password (values before passwords existed have 0 or 1).  <rules> is
+ * empty for a link without redirect rules (the format of every value
+ * written before rules existed, so those still decode), else the rules'
+ * encoding (ngx_http_shortlink_rules.c), which starts with a LF: a URL
+ * never holds one.  Redis keeps a value only if no newer version is stored
+ * (ngx_http_shortlink_redis.c), and a change leaves a tombstone of its
+ * version, so a lookup that read the old row before the change cannot put
+ * it back afterwards.
  * Every value read back is validated as strictly as a database row: Redis
  * is a cache anyone on the network segment might write to.  Pure functions:
  * no I/O, no allocation.
@@ -24,6 +29,7 @@
 #include <ngx_core.h>
 
 #include "ngx_http_shortlink_link.h"
+#include "ngx_http_shortlink_rules.h"
 
 
 /* the links_url_* and links_redirect_status constraints, checked again */
@@ -65,7 +71,48 @@ ngx_http_shortlink_link_valid(ngx_http_shortlink_link_t *link)
         }
     }
 
+    if (link->rules.len
+        && ngx_http_shortlink_rules_valid(&link->rules) != NGX_OK)
+    {
+        return 0;
+    }
+
     return 1;
+}
+
+
+/* the bytes of a link's strings, for a copy: url, then rules */
+
+size_t
+ngx_http_shortlink_link_data_len(ngx_http_shortlink_link_t *link)
+{
+    return link->url.len + link->rules.len;
+}
+
+
+/*
+ * Copies url and rules to buf (link_data_len() bytes) and points the link
+ * there; returns the end of the copy.
+ */
+
+u_char *
+ngx_http_shortlink_link_move(ngx_http_shortlink_link_t *link, u_char *buf)
+{
+    u_char  *p;
+
+    p = ngx_cpymem(buf, link->url.data, link->url.len);
+    link->url.data = buf;
+
+    if (link->rules.len) {
+        link->rules.data = ngx_cpymem(p, link->rules.data, link->rules.len);
+        p = link->rules.data;
+        link->rules.data -= link->rules.len;
+
+    } else {
+        link->rules.data = NULL;
+    }
+
+    return p;
 }
 
 
@@ -80,15 +127,20 @@ size_t
 ngx_http_shortlink_link_encoded_len(ngx_http_shortlink_link_t *link)
 {
     return sizeof("v ") - 1 + NGX_INT64_LEN + sizeof("302 ") - 1
-           + NGX_TIME_T_LEN + sizeof(" 0 ") - 1 + link->url.len;
+           + NGX_TIME_T_LEN + sizeof(" 0 ") - 1 + link->url.len
+           + link->rules.len;
 }
 
 
 u_char *
 ngx_http_shortlink_link_encode(u_char *p, ngx_http_shortlink_link_t *link)
 {
-    return ngx_sprintf(p, "v%L %ui %T %ui %V", link->version, link->status,
-                       link->expires, link->forward ? 1 : 0, &link->url);
+    p = ngx_sprintf(p, "v%L %ui %T %ui %V", link->version, link->status,
+                    link->expires,
+                    (link->forward ? 1 : 0) + (link->password ? 2 : 0),
+                    &link->url);
+
+    return ngx_cpymem(p, link->rules.data, link->rules.len);
 }
 
 
@@ -159,15 +211,29 @@ ngx_http_shortlink_link_decode(ngx_str_t *value,
 
     p = sp + 1;
 
-    if (last - p < 2 || (p[0] != '0' && p[0] != '1') || p[1] != ' ') {
+    if (last - p < 2 || p[0] < '0' || p[0] > '3' || p[1] != ' ') {
         return NGX_ERROR;
     }
 
-    link->forward = (p[0] == '1');
+    link->forward = (p[0] - '0') & 1;
+    link->password = ((p[0] - '0') & 2) ? 1 : 0;
     sp = p + 1;
 
     link->url.data = sp + 1;
-    link->url.len = last - link->url.data;
+
+    /* the rules, if any, start at the first LF */
+
+    p = ngx_strlchr(link->url.data, last, LF);
+
+    if (p) {
+        link->url.len = p - link->url.data;
+        link->rules.data = p;
+        link->rules.len = last - p;
+
+    } else {
+        link->url.len = last - link->url.data;
+        ngx_str_null(&link->rules);
+    }
 
     if (!ngx_http_shortlink_link_valid(link)) {
         return NGX_ERROR;

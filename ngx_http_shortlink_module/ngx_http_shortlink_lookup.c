@@ -222,8 +222,10 @@ ngx_http_shortlink_lookup_invalidate(ngx_http_shortlink_main_conf_t *smcf,
 
 /*
  * A link from a result row: url, redirect status and expiry (Unix time or
- * NULL) in columns col to col + 2, its version in vcol and forward_query
- * in vcol + 1.  NGX_ERROR when it breaks a link's rules.
+ * NULL) in columns col to col + 2, its version in vcol, forward_query in
+ * vcol + 1, and, if the row has those columns, the encoded redirect rules
+ * (NULL or empty: none) in vcol + 2 and whether the link has a password in
+ * vcol + 3.  NGX_ERROR when it breaks a link's rules.
  */
 
 ngx_int_t
@@ -253,6 +255,21 @@ ngx_http_shortlink_lookup_row(PGresult *res, int col, int vcol,
 
     /* forward_query, a boolean in text form, follows the version */
     link->forward = PQgetvalue(res, 0, vcol + 1)[0] == 't';
+
+    ngx_str_null(&link->rules);
+    link->password = 0;
+
+    if (PQnfields(res) > vcol + 3 && !PQgetisnull(res, 0, vcol + 3)) {
+        link->password = PQgetvalue(res, 0, vcol + 3)[0] == 't';
+    }
+
+    if (PQnfields(res) > vcol + 2 && !PQgetisnull(res, 0, vcol + 2)) {
+        link->rules.len = PQgetlength(res, 0, vcol + 2);
+
+        if (link->rules.len) {
+            link->rules.data = (u_char *) PQgetvalue(res, 0, vcol + 2);
+        }
+    }
 
     if (link->version < 0) {
         link->version = 0;
@@ -323,7 +340,8 @@ ngx_http_shortlink_lookup_create(ngx_http_shortlink_main_conf_t *smcf,
     size_t                        len;
     ngx_http_shortlink_lookup_t  *lk;
 
-    len = sizeof(ngx_http_shortlink_lookup_t) + (stale ? stale->url.len : 0);
+    len = sizeof(ngx_http_shortlink_lookup_t)
+          + (stale ? ngx_http_shortlink_link_data_len(stale) : 0);
 
     lk = ngx_alloc(len, ngx_cycle->log);
     if (lk == NULL) {
@@ -342,8 +360,7 @@ ngx_http_shortlink_lookup_create(ngx_http_shortlink_main_conf_t *smcf,
 
     if (stale) {
         lk->stale = *stale;
-        lk->stale.url.data = (u_char *) (lk + 1);
-        ngx_memcpy(lk->stale.url.data, stale->url.data, stale->url.len);
+        (void) ngx_http_shortlink_link_move(&lk->stale, (u_char *) (lk + 1));
     }
 
     return lk;
@@ -530,7 +547,8 @@ ngx_http_shortlink_lookup_fill(ngx_http_shortlink_main_conf_t *smcf,
 {
     time_t     ttl;
     ngx_str_t  value;
-    u_char     buf[NGX_HTTP_SHORTLINK_URL_MAX_LEN + 64];
+    u_char     buf[NGX_HTTP_SHORTLINK_URL_MAX_LEN
+                   + NGX_HTTP_SHORTLINK_RULES_MAX_LEN + 64];
 
     if (smcf->zone) {
         ngx_http_shortlink_cache_put(smcf->zone, code, link);
@@ -591,17 +609,22 @@ static ngx_int_t
 ngx_http_shortlink_lookup_found(ngx_http_shortlink_lookup_t *lk,
     ngx_http_shortlink_link_t *link, const char *tier)
 {
-    lk->link = *link;
-    lk->link.url.data = ngx_alloc(link->url.len, ngx_cycle->log);
+    u_char  *p;
 
-    if (lk->link.url.data == NULL) {
+    lk->link = *link;
+
+    p = ngx_alloc(ngx_http_shortlink_link_data_len(link), ngx_cycle->log);
+
+    if (p == NULL) {
+        lk->link.url.data = NULL;
         lk->link.url.len = 0;
+        ngx_str_null(&lk->link.rules);
         lk->outcome = NGX_HTTP_SHORTLINK_UNAVAILABLE;
         ngx_str_set(&lk->tier, "error");
         return NGX_ERROR;
     }
 
-    ngx_memcpy(lk->link.url.data, link->url.data, link->url.len);
+    (void) ngx_http_shortlink_link_move(&lk->link, p);
 
     lk->outcome = NGX_HTTP_SHORTLINK_REDIRECT;
     lk->tier.data = (u_char *) tier;
@@ -656,18 +679,21 @@ static ngx_int_t
 ngx_http_shortlink_lookup_answer(ngx_http_shortlink_lookup_t *lk,
     ngx_http_request_t *r, ngx_http_shortlink_ctx_t *ctx)
 {
+    u_char  *p;
+
     ctx->tier = lk->tier;
 
     if (lk->outcome == NGX_HTTP_SHORTLINK_REDIRECT) {
         ctx->link = lk->link;
-        ctx->link.url.data = ngx_pnalloc(r->pool, lk->link.url.len);
+        p = ngx_pnalloc(r->pool, ngx_http_shortlink_link_data_len(&lk->link));
 
-        if (ctx->link.url.data == NULL) {
+        if (p == NULL) {
             ngx_str_null(&ctx->link.url);
+            ngx_str_null(&ctx->link.rules);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ngx_memcpy(ctx->link.url.data, lk->link.url.data, lk->link.url.len);
+        (void) ngx_http_shortlink_link_move(&ctx->link, p);
     }
 
     return ngx_http_shortlink_respond(r, ctx, lk->outcome);

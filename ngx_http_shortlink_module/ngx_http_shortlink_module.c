@@ -192,6 +192,27 @@ static ngx_command_t  ngx_http_shortlink_commands[] = {
       offsetof(ngx_http_shortlink_loc_conf_t, click_ip),
       &ngx_http_shortlink_click_ip_modes },
 
+    { ngx_string("shortlink_rule_country"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_shortlink_loc_conf_t, rule_country),
+      NULL },
+
+    { ngx_string("shortlink_password_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_shortlink_loc_conf_t, password_secret),
+      NULL },
+
+    { ngx_string("shortlink_password_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_shortlink_loc_conf_t, password_ttl),
+      NULL },
+
     { ngx_string("shortlink_respect_dnt"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -358,6 +379,8 @@ ngx_http_shortlink_create_loc_conf(ngx_conf_t *cf)
      *
      *     slcf->code = NULL;
      *     slcf->cookie_name = { 0, NULL };
+     *     slcf->rule_country = NULL;
+     *     slcf->password_secret = { 0, NULL };
      */
 
     slcf->enable = NGX_CONF_UNSET;
@@ -367,6 +390,7 @@ ngx_http_shortlink_create_loc_conf(ngx_conf_t *cf)
     slcf->qr = NGX_CONF_UNSET;
     slcf->code_length = NGX_CONF_UNSET_UINT;
     slcf->code_attempts = NGX_CONF_UNSET_UINT;
+    slcf->password_ttl = NGX_CONF_UNSET;
 
     return slcf;
 }
@@ -400,6 +424,27 @@ ngx_http_shortlink_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->qr, prev->qr, 0);
     ngx_conf_merge_uint_value(conf->code_length, prev->code_length, 7);
     ngx_conf_merge_uint_value(conf->code_attempts, prev->code_attempts, 10);
+
+    if (conf->rule_country == NULL) {
+        conf->rule_country = prev->rule_country;
+    }
+
+    ngx_conf_merge_str_value(conf->password_secret, prev->password_secret,
+                             "");
+    ngx_conf_merge_sec_value(conf->password_ttl, prev->password_ttl, 3600);
+
+    if (conf->password_secret.len && conf->password_secret.len < 32) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "shortlink_password_secret must be at least 32 "
+                           "bytes long");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->password_ttl <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "shortlink_password_ttl must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
 
     if (!conf->enable && !conf->profile.enable) {
         return NGX_CONF_OK;

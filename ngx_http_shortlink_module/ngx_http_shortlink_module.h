@@ -17,6 +17,7 @@
 
 #include "ngx_http_shortlink_code.h"
 #include "ngx_http_shortlink_link.h"
+#include "ngx_http_shortlink_rules.h"
 #include "ngx_http_shortlink_cache.h"
 #include "ngx_http_shortlink_pg.h"
 #include "ngx_http_shortlink_redis.h"
@@ -80,6 +81,9 @@ typedef struct {
     ngx_uint_t                        code_attempts;
     ngx_http_shortlink_profile_conf_t profile;
     ngx_flag_t                        qr;            /* public /{code}/qr */
+    ngx_http_complex_value_t         *rule_country;  /* NULL: none */
+    ngx_str_t                         password_secret; /* empty: no cookie */
+    time_t                            password_ttl;
 } ngx_http_shortlink_loc_conf_t;
 
 
@@ -91,6 +95,8 @@ typedef struct {
     ngx_queue_t                       queue;       /* in lookup->waiters */
     ngx_http_shortlink_lookup_t      *lookup;      /* while suspended */
     unsigned                          qr:1;        /* /{code}/qr asked */
+    ngx_http_shortlink_pg_query_t    *password_query;
+    unsigned                          unlocked:1;  /* password given */
 } ngx_http_shortlink_ctx_t;
 
 
@@ -139,6 +145,10 @@ ngx_int_t ngx_http_shortlink_profile_lookup(ngx_http_request_t *r,
 void ngx_http_shortlink_profile_invalidate(
     ngx_http_shortlink_main_conf_t *smcf, ngx_str_t *payload);
 void ngx_http_shortlink_profile_destroy(ngx_http_shortlink_worker_t *worker);
+ngx_int_t ngx_http_shortlink_rules_apply(ngx_http_request_t *r,
+    ngx_http_shortlink_ctx_t *ctx);
+ngx_int_t ngx_http_shortlink_password(ngx_http_request_t *r,
+    ngx_http_shortlink_ctx_t *ctx);
 
 void ngx_http_shortlink_metrics_start(ngx_http_shortlink_main_conf_t *smcf,
     ngx_cycle_t *cycle);

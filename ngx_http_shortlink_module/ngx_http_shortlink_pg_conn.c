@@ -59,8 +59,8 @@ static void ngx_http_shortlink_pg_notice(void *arg, const char *message);
 
 
 static const char  ngx_http_shortlink_pg_lookup_sql[] =
-    "SELECT url, redirect_status, expires_epoch, version, forward_query"
-    " FROM shortlink.resolve($1)";
+    "SELECT url, redirect_status, expires_epoch, version, forward_query,"
+    " rules, password FROM shortlink.resolve($1)";
 
 static const char  ngx_http_shortlink_pg_timeout_sql[] =
     "SELECT pg_catalog.set_config('statement_timeout', $1, true)";

@@ -48,6 +48,9 @@ my %body = (
     'post /groups'         => '{"name": "openapi"}',
     'patch /groups/{group}' => '{"position": 0}',
     'post /policy/rules'   => '{"kind": "deny", "host": "oa-t131-post.example"}',
+    'put /links/{code}/rules'  => '[{"device": "ios", "url": "https://example.com/ios"}]',
+    'put /links/{code}/limits' => '{"fallback_url": "https://example.com/gone"}',
+    'put /links/{code}/password' => '{"password": "documented"}',
 );
 
 our (@requests, @codes);
