@@ -152,8 +152,12 @@ my $deleted = $links[-1];
 my @clicks;
 my $seq = 0;
 
+sub ip_of { my $n = shift; sprintf('10.%d.%d.%d', ($n >> 16) & 255, ($n >> 8) & 255, $n & 255) }
+
+# a click by visitor number $v from address number $ipn (both undef: DNT);
+# the truth counts the numbers, PostgreSQL gets an id and an address
 sub click_at {
-    my ($code, $t, $vid, $ip) = @_;
+    my ($code, $t, $v, $ipn) = @_;
     my $ua = pick(\@UAS);
     my $ref = pick(\@REFS);
     my $n = ++$seq;
@@ -161,9 +165,15 @@ sub click_at {
         id      => $n,
         code    => $code,
         ms      => int($t * 1000),
-        visitor => $vid,
-        ip      => $ip,
+        v       => $v,
+        ipn     => $ipn,
+        visitor => defined $v ? md5_hex("t114 visitor $v") : undef,
+        ip      => defined $ipn ? ip_of($ipn) : undef,
         ua      => $ua,
+        browser => $ua->[1],
+        os      => $ua->[2],
+        device  => $ua->[3],
+        bot     => $ua->[4],
         referer => defined $ref->[0] ? sprintf($ref->[0], $n % 1000) : undef,
         rhost   => $ref->[1],
         country => pick(\@COUNTRIES)->[0],
@@ -181,8 +191,6 @@ sub random_time {               # in the window, by the hour weights
     }
 }
 
-sub ip_of { my $n = shift; sprintf('10.%d.%d.%d', ($n >> 16) & 255, ($n >> 8) & 255, $n & 255) }
-
 # link => [clicks, visitor pool, address pool, pool offset]
 my %plan = ("${P}big" => [120000, 40000, 30000, 0],
             "${P}small" => [300, 150, 100, 900000],
@@ -192,15 +200,14 @@ $plan{$_} = [4000, 30000, 20000, 0] for @links;   # share big's visitors
 for my $code (sort keys %plan) {
     my ($n, $vpool, $ipool, $off) = @{ $plan{$code} };
     for (1 .. $n) {
-        my ($vid, $ip);
+        my ($v, $ipn);
         if (rand() >= 0.03) {               # 3 %: Do Not Track, neither
-            my $v = $off + int($vpool * rand() ** 2);
-            $vid = md5_hex("t114 visitor $v");
+            $v = $off + int($vpool * rand() ** 2);
             # most visitors come from their own address
-            $ip = ip_of(rand() < 0.8 ? $off + $v % $ipool
-                                     : 200000 + $off + int(rand($ipool)));
+            $ipn = rand() < 0.8 ? $off + $v % $ipool
+                                : 200000 + $off + int(rand($ipool));
         }
-        click_at($code, random_time(), $vid, $ip);
+        click_at($code, random_time(), $v, $ipn);
     }
 }
 
@@ -211,11 +218,11 @@ my $midnight = mktime(0, 0, 0, $lt[3], $lt[4], $lt[5], 0, 0, -1);
 for my $i (1 .. 150) {
     my $v = $i % 60;
     click_at("${P}big", $midnight + ($now - 1 - $midnight) * $i / 151,
-             md5_hex("t114 today $v"), ip_of(500000 + $v % 50));
+             2000000 + $v, 500000 + $v % 50);
 }
 for my $i (1 .. 20) {
     click_at($links[0], $midnight + ($now - 1 - $midnight) * $i / 21,
-             md5_hex("t114 today $i"), ip_of(500000 + $i));
+             2000000 + $i, 500000 + $i);
 }
 
 # per click: the hour and ISO weekday, local (Berlin) and UTC; in time order
@@ -223,10 +230,10 @@ for my $c (@clicks) {
     my $s = int($c->{ms} / 1000);
     my @l = localtime($s);
     my @u = gmtime($s);
-    $c->{hour}{'Europe/Berlin'} = $l[2];
-    $c->{wday}{'Europe/Berlin'} = $l[6] == 0 ? 7 : $l[6];
-    $c->{hour}{UTC} = $u[2];
-    $c->{wday}{UTC} = $u[6] == 0 ? 7 : $u[6];
+    $c->{'hour Europe/Berlin'} = $l[2];
+    $c->{'wday Europe/Berlin'} = ($l[6] + 6) % 7;      # Monday 0
+    $c->{'hour UTC'} = $u[2];
+    $c->{'wday UTC'} = ($u[6] + 6) % 7;
 }
 @clicks = sort { $a->{ms} <=> $b->{ms} || $a->{id} <=> $b->{id} } @clicks;
 note(sprintf('%d clicks generated in %.1f s', scalar @clicks, time() - $^T));
@@ -319,15 +326,11 @@ sub iso {                       # an instant in a zone, as sql/014 writes it
                      abs($off) % 3600 / 60);
 }
 
-sub distinct { my %s; $s{$_} = 1 for grep { defined } @_; return \%s }
-
 sub top10 {
-    my ($cs, $key) = @_;
-    my %n;
-    $n{$_->{$key}}++ for grep { defined $_->{$key} } @$cs;
-    my @v = sort { $n{$b} <=> $n{$a} || $a cmp $b } keys %n;
+    my ($n) = @_;
+    my @v = sort { $n->{$b} <=> $n->{$a} || $a cmp $b } keys %$n;
     splice @v, 10 if @v > 10;
-    return [ map { { value => $_, count => $n{$_} } } @v ];
+    return [ map { { value => $_, count => $n->{$_} } } @v ];
 }
 
 # every bucket start of a range: hours, or local (Berlin) / UTC midnights
@@ -363,58 +366,99 @@ sub truth {
     return $truth_of{$key};
 }
 
+my %LIST_KEY = (referrers => 'rhost', browsers => 'browser', os => 'os',
+                devices => 'device', countries => 'country',
+                languages => 'language', networks => 'network',
+                sources => 'source');
+
 sub truth_of {
     my ($codes, $from, $to, $interval, $tz) = @_;
     my %in = map { $_ => 1 } @$codes;
-    my @all = grep { $in{$_->{code}} } @clicks;      # in time order
-    my @r = grep { $_->{ms} >= $from * 1000 && $_->{ms} < $to * 1000 } @all;
+    my ($from_ms, $to_ms) = ($from * 1000, $to * 1000);
+    my ($hk, $wk) = ("hour $tz", "wday $tz");
+    my @b = buckets($from, $to, $interval, $tz);
+    push @b, $to;
 
-    my %t;
-    $t{pv} = @r;
-    $t{bots} = grep { $_->{ua}[4] } @r;
-    $t{uv} = keys %{ distinct(map { $_->{visitor} } @r) };
-    $t{unique_ips} = keys %{ distinct(map { $_->{ip} } @r) };
-    my $before = distinct(map { $_->{visitor} } grep { $_->{ms} < $from * 1000 } @all);
-    $t{returning} = grep { $before->{$_} } keys %{ distinct(map { $_->{visitor} } @r) };
-    $t{before_n} = keys %$before;
+    my (%t, %seen, %vis, %ips, %n, @hod, @wd, @series, $bv, $bb);
+    @hod = (0) x 24;
+    @wd = (0) x 7;
+    $t{$_} = 0 for qw(pv bots returning);
+    $bb = -1;
 
-    my @hod = (0) x 24;
-    my @wd = (0) x 7;
-    for (@r) { $hod[$_->{hour}{$tz}]++; $wd[$_->{wday}{$tz} - 1]++ }
+    # one pass over the clicks in time order
+    for my $c (@clicks) {
+        next unless $in{ $c->{code} };
+        my $ms = $c->{ms};
+        last if $ms >= $to_ms;
+        my $v = $c->{v};
+
+        if ($ms < $from_ms) {                   # before: only who was seen
+            $seen{$v} = 1 if defined $v;
+            next;
+        }
+
+        if ($bb < 0) {
+            $bb = 0;
+            $bv = { v => {}, i => {}, pv => 0 };
+        }
+        while ($ms >= $b[$bb + 1] * 1000) {     # the next bucket
+            push @series, [$bb, $bv];
+            $bv = { v => {}, i => {}, pv => 0 };
+            $bb++;
+        }
+
+        $t{pv}++;
+        $t{bots}++ if $c->{bot};
+        $bv->{pv}++;
+        if (defined $v) {
+            $t{returning}++ if !$vis{$v} && $seen{$v};
+            $vis{$v} = 1;
+            $bv->{v}{$v} = 1;
+        }
+        if (defined $c->{ipn}) {
+            $ips{ $c->{ipn} } = 1;
+            $bv->{i}{ $c->{ipn} } = 1;
+        }
+        $hod[ $c->{$hk} ]++;
+        $wd[ $c->{$wk} ]++;
+        for my $list (keys %LIST_KEY) {
+            my $x = $c->{ $LIST_KEY{$list} };
+            $n{$list}{$x}++ if defined $x;
+        }
+    }
+
+    if ($bb < 0) {
+        $bb = 0;
+        $bv = { v => {}, i => {}, pv => 0 };
+    }
+    while ($bb < $#b) {                         # the rest, empty or not
+        push @series, [$bb, $bv];
+        $bv = { v => {}, i => {}, pv => 0 };
+        $bb++;
+    }
+
+    # returning in a bucket: seen before it (before the range or in an
+    # earlier bucket)
+    my %before = %seen;
+    $t{before_n} = keys %seen;
+    for my $s (@series) {
+        my ($k, $x) = @$s;
+        my $before_n = keys %before;
+        my $uv = keys %{ $x->{v} };
+        my $ret = grep { $before{$_} } keys %{ $x->{v} };
+        $before{$_} = 1 for keys %{ $x->{v} };
+        $s = { t => iso($b[$k], $tz), pv => $x->{pv}, uv => $uv,
+               unique_ips => scalar keys %{ $x->{i} }, returning => $ret,
+               before_n => $before_n, union_n => $before_n + $uv - $ret };
+    }
+
+    $t{uv} = keys %vis;
+    $t{unique_ips} = keys %ips;
+    $t{union_n} = $t{before_n} + $t{uv} - $t{returning};
     $t{hours_of_day} = \@hod;
     $t{weekdays} = \@wd;
-
-    my %top;
-    $top{referrers} = top10(\@r, 'rhost');
-    for my $l (['browsers', 1], ['os', 2], ['devices', 3]) {
-        $top{$l->[0]} = top10([ map { { v => $_->{ua}[$l->[1]] } } @r ], 'v');
-    }
-    $top{countries} = top10(\@r, 'country');
-    $top{languages} = top10(\@r, 'language');
-    $top{networks} = top10(\@r, 'network');
-    $top{sources} = top10(\@r, 'source');
-    $t{top} = \%top;
-
-    my @b = buckets($from, $to, $interval, $tz);
-    my @series;
-    my %seen = %$before;
-    my $k = 0;
-    for my $bi (0 .. $#b) {
-        my $end = $bi < $#b ? $b[$bi + 1] : $to;
-        my @c;
-        while ($k < @r && $r[$k]{ms} < $end * 1000) { push @c, $r[$k++] }
-        my $v = distinct(map { $_->{visitor} } @c);
-        my $ret = grep { $seen{$_} } keys %$v;
-        push @series, {
-            t => iso($b[$bi], $tz), pv => scalar @c, uv => scalar keys %$v,
-            unique_ips => scalar keys %{ distinct(map { $_->{ip} } @c) },
-            returning => $ret, before_n => scalar keys %seen,
-            union_n => scalar(keys %seen) + scalar(keys %$v) - $ret,
-        };
-        $seen{$_} = 1 for keys %$v;
-    }
+    $t{top} = { map { $_ => top10($n{$_} // {}) } keys %LIST_KEY };
     $t{series} = \@series;
-    $t{union_n} = keys %seen;
     return \%t;
 }
 
@@ -558,15 +602,16 @@ sub check_all {
         my ($call, $codes) = @$q;
         my %in = map { $_ => 1 } @$codes;
         my @c = grep { $in{$_->{code}} && $_->{ms} >= $midnight * 1000 } @clicks;
+        my (%v, %i);
+        $v{$_->{v}} = 1 for grep { defined $_->{v} } @c;
+        $i{$_->{ipn}} = 1 for grep { defined $_->{ipn} } @c;
         my $got = stats("SELECT shortlink.$call, now() - interval '2 days', now(),"
                         . " 'day', 'Europe/Berlin')")->{today};
         my $label = "$round: today of $call)";
         is($got->{since}, iso($midnight, 'Europe/Berlin'), "$label: since");
         is($got->{pv}, scalar @c, "$label: pv");
-        estimate_is($got->{uv}, scalar keys %{ distinct(map { $_->{visitor} } @c) },
-                    "$label: uv");
-        estimate_is($got->{unique_ips}, scalar keys %{ distinct(map { $_->{ip} } @c) },
-                    "$label: unique IPs");
+        estimate_is($got->{uv}, scalar keys %v, "$label: uv");
+        estimate_is($got->{unique_ips}, scalar keys %i, "$label: unique IPs");
     }
 }
 
