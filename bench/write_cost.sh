@@ -3,7 +3,10 @@
 # PostgreSQL's CPU per click of shortlink.record_clicks(): the backend's
 # utime + stime (/proc/<pid>/stat) before and after writing 200,000 clicks
 # over 1,000 links, every click a new visitor (and a new address), in
-# batches of 5,000 and of 20,000.  The method of the figures in README
+# batches of 5,000 and of 20,000; and with the merge of the hourly rows
+# they appended (shortlink.compact_hourly_clicks(), which record_clicks
+# runs every 10 seconds at most, so a run of a few seconds would leave
+# most of it out), run to the end on the same connection right after.  The method of the figures in README
 # "Click throughput" (sql/010); run it before and after a change to the
 # write path and compare.  Nothing is asserted.
 #
@@ -52,7 +55,7 @@ TICK=$(getconf CLK_TCK)
 
 log "preparing $CLICKS clicks over $LINKS links, batches of: $BATCHES"
 
-psql -X -q -v ON_ERROR_STOP=1 "$SHORTLINK_DSN" <<SQL
+psql -X -q -v ON_ERROR_STOP=1 "$SHORTLINK_DSN" >/dev/null <<SQL
 INSERT INTO shortlink.links (code, url, owner)
 SELECT 'w' || i, 'https://example.com/w/' || i, 'bench'
   FROM generate_series(1, $LINKS) i;
@@ -122,7 +125,9 @@ ANALYZE shortlink.links;
 SQL
 
 # one run: a fresh copy of the database, the warm-up, then every batch of
-# the size on one connection; prints CPU seconds and wall seconds
+# the size on one connection, one statement (transaction) each, as the
+# flusher sends them, then the merge; prints CPU seconds and wall seconds
+# of the batches, and CPU seconds of batches and merge
 run_once() {
     local size=$1 db=bench_run out
 
@@ -146,12 +151,16 @@ $(for ((b = 0; b < (CLICKS + size - 1) / size; b++)); do
     echo "SELECT shortlink.record_clicks(ids, ms, codes, ips, uas, refs, visitors, extra) FROM public.bench_batches WHERE size = $size AND b = $b;"
 done)
 \! awk '{ print \$14 + \$15 }' /proc/\$BENCH_PID/stat >> \$BENCH_OUT; date +%s.%N >> \$BENCH_OUT
+DO \$\$ BEGIN WHILE shortlink.compact_hourly_clicks(5000) > 0 LOOP END LOOP; END \$\$;
+\! awk '{ print \$14 + \$15 }' /proc/\$BENCH_PID/stat >> \$BENCH_OUT; date +%s.%N >> \$BENCH_OUT
 SQL
 
-    # ticks before, time before, ticks after, time after
+    # ticks and time: before, after the batches, after the merge
     awk -v tick="$TICK" 'NR == 1 { t0 = $1 } NR == 2 { w0 = $1 }
                          NR == 3 { t1 = $1 } NR == 4 { w1 = $1 }
-                         END { printf "%.2f %.2f\n", (t1 - t0) / tick, w1 - w0 }' "$out"
+                         NR == 5 { t2 = $1 }
+                         END { printf "%.2f %.2f %.2f\n", (t1 - t0) / tick,
+                                   w1 - w0, (t2 - t0) / tick }' "$out"
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m }'; }
@@ -159,17 +168,28 @@ median() { sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : 
 printf '\nrecord_clicks(): backend CPU per click, %s clicks over %s links, new visitors\n' \
     "$CLICKS" "$LINKS"
 printf 'schema: %s\n\n' "$(cd "$ROOT" && ls sql/[0-9][0-9][0-9]_*.sql | tail -1)"
-printf '%-8s %-40s %10s %10s %10s\n' batch 'us/click per run' median min max
+printf '%-8s %-16s %-36s %8s %8s %8s\n' batch '' 'us/click per run' median min max
+
+row() {   # batch, what, values...
+    local size=$1 what=$2
+    shift 2
+    printf '%-8s %-16s %-36s %8s %8s %8s\n' "$size" "$what" "$*" \
+        "$(printf '%s\n' "$@" | median)" \
+        "$(printf '%s\n' "$@" | sort -n | head -1)" \
+        "$(printf '%s\n' "$@" | sort -n | tail -1)"
+}
+
+us() { awk -v c="$1" -v n="$CLICKS" 'BEGIN { printf "%.1f", c * 1e6 / n }'; }
 
 for size in $BATCHES; do
     runs=()
+    merged=()
     for _ in $(seq "$REPS"); do
-        read -r cpu wall < <(run_once "$size")
-        runs+=("$(awk -v c="$cpu" -v n="$CLICKS" 'BEGIN { printf "%.1f", c * 1e6 / n }')")
-        log "batch $size: ${cpu}s CPU, ${wall}s wall"
+        read -r cpu wall all < <(run_once "$size")
+        runs+=("$(us "$cpu")")
+        merged+=("$(us "$all")")
+        log "batch $size: ${cpu}s CPU, ${wall}s wall; with the merge ${all}s CPU"
     done
-    printf '%-8s %-40s %10s %10s %10s\n' "$size" "${runs[*]}" \
-        "$(printf '%s\n' "${runs[@]}" | median)" \
-        "$(printf '%s\n' "${runs[@]}" | sort -n | head -1)" \
-        "$(printf '%s\n' "${runs[@]}" | sort -n | tail -1)"
+    row "$size" record_clicks "${runs[@]}"
+    row "$size" '+ merge' "${merged[@]}"
 done
