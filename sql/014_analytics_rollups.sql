@@ -24,9 +24,27 @@
 -- its (link, hour) row (no per-value rows, no counting in the batch); the
 -- counting happens in the merge, once per (link, hour) every 10 seconds
 -- at most.  Backend CPU per click, record_clicks() of 200,000 clicks over
--- 1,000 links, each a new visitor, 8 extra fields per click, measured
--- with /proc/<backend>/stat utime+stime before and after, merge included
--- (see README, "Click throughput"): see the numbers in README.
+-- 1,000 links (10 owners) in batches of 5,000, each a new visitor, 3 extra
+-- fields per click (country, language, network), /proc/<backend>/stat
+-- utime+stime before and after the batches, then the merge of everything
+-- left run to the end, on a shared, loaded 2-core machine (compare the
+-- two, not the absolute values; +-1 us between runs):
+--
+--                              013 (before)   014
+--   merges every 10 s          20.1 us        27.0-28.6 us
+--   batches, then one merge    18.0 us        24.2 us
+--
+-- So a click costs about 7 us more: about 1.5 us for the attrs in the
+-- batch, 4 us for counting 8 values per click in the merge (hashed
+-- aggregation; sorting costs 5.6 us), the rest adding up maps for the
+-- merged hour, the day and the owner.  The issue's bound (no more than
+-- before) is NOT met.  Tried and worse: counting in the batch (a jsonb map
+-- per (link, hour) row: 45 us, small groups, 3 levels of aggregation);
+-- adding maps pairwise in an aggregate (quadratic in the number of
+-- links of an owner); one set-based statement for all tiers (the merge
+-- turns hashed aggregation off for the sketches, so it sorted 8 values
+-- per click: 46 us).  What is left: counting in C in the flusher (values
+-- per link and hour of a batch), which would remove the 1.5 + 4 us.
 --
 -- Readers (link_stats, set_stats) never read shortlink.clicks: a purge of
 -- raw clicks changes no statistic.  Top lists are exact counts; uv,
@@ -69,6 +87,10 @@ ALTER TABLE shortlink.link_hourly_clicks
     ADD COLUMN attrs text[],
     ADD COLUMN tops jsonb;
 
+-- attrs is written once and read once: compressing it costs more than it
+-- saves (1-2 us per click)
+ALTER TABLE shortlink.link_hourly_clicks ALTER COLUMN attrs SET STORAGE EXTERNAL;
+
 COMMENT ON COLUMN shortlink.link_hourly_clicks.attrs IS
     'Rows appended by a batch: one row of 8 values per click (a two-'
     'dimensional array): referrer host, browser, os, device, '
@@ -87,13 +109,23 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                  'languages', 'networks', 'sources']
 $$;
 
+-- Counting and adding up top-list counts: hashed aggregation, whatever
+-- the caller's enable_hashagg (the merge turns it off for the sketches);
+-- sorting the values instead costs twice as much.  Maps are added up by
+-- collecting them and summing once (an aggregate that added each map to
+-- the sum so far made summing n maps cost n times the size of the sum).
+
 -- the counts of attrs arrays (concatenated) as a tops map
 CREATE FUNCTION shortlink.stats_count_attrs(p_attrs text[])
 RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET enable_hashagg = on
+AS $$
     SELECT coalesce(jsonb_object_agg(list, m), '{}')
       FROM (SELECT list, jsonb_object_agg(v, n) AS m
-              FROM (SELECT (shortlink.stats_lists())[(i - 1) % 8 + 1] AS list,
+              FROM (SELECT (ARRAY['referrers', 'browsers', 'os', 'devices',
+                                  'countries', 'languages', 'networks',
+                                  'sources'])[(i - 1) % 8 + 1] AS list,
                            v, count(*) AS n
                       FROM unnest(p_attrs) WITH ORDINALITY u(v, i)
                      WHERE v IS NOT NULL
@@ -101,32 +133,43 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
              GROUP BY list) l
 $$;
 
--- the sum of two tops maps (NULL: empty)
+-- the sum of tops maps (NULL elements: empty)
+CREATE FUNCTION shortlink.stats_tops_total(p_maps jsonb[])
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET enable_hashagg = on
+AS $$
+    SELECT coalesce(jsonb_object_agg(list, m), '{}')
+      FROM (SELECT list, jsonb_object_agg(v, n) AS m
+              FROM (SELECT t.key AS list, e.key AS v, sum(e.value::bigint) AS n
+                      FROM unnest(p_maps) x(j), jsonb_each(x.j) t,
+                           jsonb_each(t.value) e
+                     GROUP BY 1, 2) c
+             GROUP BY list) l
+$$;
+
 CREATE FUNCTION shortlink.stats_tops_add(p_a jsonb, p_b jsonb)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
            WHEN p_a IS NULL OR p_a = '{}' THEN coalesce(p_b, '{}')
            WHEN p_b IS NULL OR p_b = '{}' THEN p_a
-           ELSE (SELECT coalesce(jsonb_object_agg(list, m), '{}')
-                   FROM (SELECT list, jsonb_object_agg(v, n) AS m
-                           FROM (SELECT t.key AS list, e.key AS v,
-                                        sum(e.value::bigint) AS n
-                                   FROM (VALUES (p_a), (p_b)) x(j),
-                                        jsonb_each(x.j) t,
-                                        jsonb_each(t.value) e
-                                  GROUP BY 1, 2) c
-                          GROUP BY list) l)
+           ELSE shortlink.stats_tops_total(ARRAY[p_a, p_b])
            END
 $$;
 
+COMMENT ON FUNCTION shortlink.stats_tops_add(jsonb, jsonb) IS
+    'The sum of two tops maps (see link_hourly_clicks.tops; NULL: empty)';
+
 CREATE AGGREGATE shortlink.stats_tops_sum(jsonb) (
-    SFUNC = shortlink.stats_tops_add,
-    STYPE = jsonb
+    SFUNC = array_append,
+    STYPE = jsonb[],
+    FINALFUNC = shortlink.stats_tops_total,
+    INITCOND = '{}'
 );
 
 COMMENT ON AGGREGATE shortlink.stats_tops_sum(jsonb) IS
-    'The sum of tops maps (see link_hourly_clicks.tops); NULL for no rows';
+    'The sum of tops maps (see link_hourly_clicks.tops); {} for no rows';
 
 -- backfill: the merged hours' counts from the raw clicks still kept
 -- (hours whose clicks were purged before this migration have no top lists)
@@ -145,31 +188,7 @@ UPDATE shortlink.link_hourly_clicks h
  WHERE h.code = s.code AND h.hour = s.hour;
 
 
--- --- daily top lists of a link --------------------------------------------------
-
-CREATE TABLE shortlink.link_daily_tops (
-    code  text        COLLATE "C" NOT NULL,
-    day   timestamptz NOT NULL,
-    tops  jsonb       NOT NULL,
-
-    PRIMARY KEY (code, day),
-    CONSTRAINT link_daily_tops_whole_day
-        CHECK (day = date_bin('1 day', day, timestamptz '1970-01-01 00:00:00+00'))
-);
-
-COMMENT ON TABLE shortlink.link_daily_tops IS
-    'Per link and UTC day (day = its start): the sum of the tops of the '
-    'day''s merged hourly rows, kept equal to it by compact_hourly_clicks '
-    '(same statement).  Read for the whole UTC days of a range';
-
-INSERT INTO shortlink.link_daily_tops (code, day, tops)
-SELECT code, date_bin('1 day', hour, timestamptz '1970-01-01 00:00:00+00'),
-       coalesce(shortlink.stats_tops_sum(tops), '{}')
-  FROM shortlink.link_hourly_clicks
- GROUP BY 1, 2;
-
-
--- --- an owner's links per hour ----------------------------------------------------
+-- --- the owner tier, and the daily tiers -------------------------------------------
 
 CREATE TABLE shortlink.owner_hourly_clicks (
     owner     text        NOT NULL,
@@ -192,24 +211,78 @@ COMMENT ON TABLE shortlink.owner_hourly_clicks IS
     'tops.  Added to by compact_hourly_clicks in the statement that merges '
     'the links'' rows; links without an owner are not in it';
 
+CREATE TABLE shortlink.link_daily_clicks (
+    code      text        COLLATE "C" NOT NULL,
+    day       timestamptz NOT NULL,
+    pv        bigint      NOT NULL,
+    bots      bigint      NOT NULL,
+    visitors  shortlink.hll NOT NULL,
+    ips       shortlink.hll NOT NULL,
+    tops      jsonb       NOT NULL,
+
+    PRIMARY KEY (code, day),
+    CONSTRAINT link_daily_clicks_whole_day
+        CHECK (day = date_bin('1 day', day, timestamptz '1970-01-01 00:00:00+00'))
+);
+
+COMMENT ON TABLE shortlink.link_daily_clicks IS
+    'Per link and UTC day (day = its start): the sum of the day''s merged '
+    'hourly rows (pv, bots, union of the sketches, sum of the tops), kept '
+    'equal to it by compact_hourly_clicks (same statement).  Read for the '
+    'whole UTC days of a range when nothing needs its hours';
+
+CREATE TABLE shortlink.owner_daily_clicks (
+    owner     text        NOT NULL,
+    day       timestamptz NOT NULL,
+    pv        bigint      NOT NULL,
+    bots      bigint      NOT NULL,
+    visitors  shortlink.hll NOT NULL,
+    ips       shortlink.hll NOT NULL,
+    tops      jsonb       NOT NULL,
+
+    PRIMARY KEY (owner, day),
+    CONSTRAINT owner_daily_clicks_whole_day
+        CHECK (day = date_bin('1 day', day, timestamptz '1970-01-01 00:00:00+00'))
+);
+
+COMMENT ON TABLE shortlink.owner_daily_clicks IS
+    'Per owner and UTC day: the sum of owner_hourly_clicks of the day, kept '
+    'equal to it by compact_hourly_clicks (same statement)';
+
 SET LOCAL enable_hashagg = off;
+
 INSERT INTO shortlink.owner_hourly_clicks
 SELECT l.owner, h.hour, sum(h.pv), sum(h.bots),
        shortlink.hll_union_agg(h.visitors), shortlink.hll_union_agg(h.ips),
-       coalesce(shortlink.stats_tops_sum(h.tops), '{}')
+       shortlink.stats_tops_sum(h.tops)
   FROM shortlink.link_hourly_clicks h
   JOIN shortlink.links l ON l.code = h.code
  WHERE l.owner IS NOT NULL
  GROUP BY l.owner, h.hour;
+
+INSERT INTO shortlink.link_daily_clicks
+SELECT code, date_bin('1 day', hour, timestamptz '1970-01-01 00:00:00+00'),
+       sum(pv), sum(bots), shortlink.hll_union_agg(visitors),
+       shortlink.hll_union_agg(ips), shortlink.stats_tops_sum(tops)
+  FROM shortlink.link_hourly_clicks
+ GROUP BY 1, 2;
+
+INSERT INTO shortlink.owner_daily_clicks
+SELECT owner, date_bin('1 day', hour, timestamptz '1970-01-01 00:00:00+00'),
+       sum(pv), sum(bots), shortlink.hll_union_agg(visitors),
+       shortlink.hll_union_agg(ips), shortlink.stats_tops_sum(tops)
+  FROM shortlink.owner_hourly_clicks
+ GROUP BY 1, 2;
+
 RESET enable_hashagg;
 
 
 -- --- the merge -----------------------------------------------------------------------
 
 -- compact_hourly_clicks of 010, which now also counts the batches' attrs
--- into tops and adds what it merges to link_daily_tops and
--- owner_hourly_clicks, all in one statement: a reader sees every tier
--- before the merge or every tier after it
+-- into tops and adds what it merges to link_daily_clicks,
+-- owner_hourly_clicks and owner_daily_clicks, all in one statement: a
+-- reader sees every tier before the merge or every tier after it
 CREATE OR REPLACE FUNCTION shortlink.compact_hourly_clicks(p_limit integer DEFAULT 5000)
 RETURNS integer
 LANGUAGE plpgsql
@@ -247,12 +320,12 @@ BEGIN
           FROM gone
          WHERE visitors IS NULL
          GROUP BY code, hour
-    ), kept AS (
+    ), kept AS MATERIALIZED (
         -- the merged row(s) already there
         SELECT code, hour, sum(pv) AS pv, sum(bots) AS bots,
                shortlink.hll_union_agg(visitors) AS visitors,
                shortlink.hll_union_agg(ips) AS ips,
-               shortlink.stats_tops_sum(tops) AS tops
+               array_agg(tops) AS tops
           FROM gone
          WHERE visitors IS NOT NULL
          GROUP BY code, hour
@@ -262,33 +335,75 @@ BEGIN
         SELECT d.code, d.hour, d.pv + coalesce(k.pv, 0), d.bots + coalesce(k.bots, 0),
                shortlink.hll_union(d.visitors, coalesce(k.visitors, empty)),
                shortlink.hll_union(d.ips, coalesce(k.ips, empty)),
-               shortlink.stats_tops_add(k.tops, d.tops)
+               CASE WHEN k.tops IS NULL THEN d.tops
+                    ELSE shortlink.stats_tops_total(k.tops || d.tops) END
           FROM delta d
           LEFT JOIN kept k ON k.code = d.code AND k.hour = d.hour
         RETURNING 1
     ), daily AS (
-        INSERT INTO shortlink.link_daily_tops AS t (code, day, tops)
-        SELECT code, date_bin('1 day', hour, epoch), shortlink.stats_tops_sum(tops)
-          FROM delta
-         GROUP BY 1, 2
+        -- a day's stored figures plus the new ones; the counts summed in
+        -- one go
+        INSERT INTO shortlink.link_daily_clicks AS t
+               (code, day, pv, bots, visitors, ips, tops)
+        SELECT x.code, x.day, x.pv, x.bots, x.visitors, x.ips,
+               shortlink.stats_tops_total(x.maps || t.tops)
+          FROM (SELECT code, date_bin('1 day', hour, epoch) AS day,
+                       sum(pv) AS pv, sum(bots) AS bots,
+                       shortlink.hll_union_agg(visitors) AS visitors,
+                       shortlink.hll_union_agg(ips) AS ips,
+                       array_agg(tops) AS maps
+                  FROM delta
+                 GROUP BY 1, 2) x
+          LEFT JOIN shortlink.link_daily_clicks t ON t.code = x.code AND t.day = x.day
         ON CONFLICT (code, day) DO UPDATE
-           SET tops = shortlink.stats_tops_add(t.tops, excluded.tops)
-    ), owners AS (
-        INSERT INTO shortlink.owner_hourly_clicks AS o
-               (owner, hour, pv, bots, visitors, ips, tops)
-        SELECT l.owner, d.hour, sum(d.pv), sum(d.bots),
-               shortlink.hll_union_agg(d.visitors), shortlink.hll_union_agg(d.ips),
-               shortlink.stats_tops_sum(d.tops)
+           SET pv = t.pv + excluded.pv,
+               bots = t.bots + excluded.bots,
+               visitors = shortlink.hll_union(t.visitors, excluded.visitors),
+               ips = shortlink.hll_union(t.ips, excluded.ips),
+               tops = excluded.tops
+    ), od AS MATERIALIZED (
+        -- the new figures per owner and hour
+        SELECT l.owner, d.hour, sum(d.pv) AS pv, sum(d.bots) AS bots,
+               shortlink.hll_union_agg(d.visitors) AS visitors,
+               shortlink.hll_union_agg(d.ips) AS ips,
+               array_agg(d.tops) AS maps
           FROM delta d
           JOIN shortlink.links l ON l.code = d.code
          WHERE l.owner IS NOT NULL
          GROUP BY l.owner, d.hour
+    ), owners AS (
+        INSERT INTO shortlink.owner_hourly_clicks AS o
+               (owner, hour, pv, bots, visitors, ips, tops)
+        SELECT x.owner, x.hour, x.pv, x.bots, x.visitors, x.ips,
+               shortlink.stats_tops_total(x.maps || o.tops)
+          FROM od x
+          LEFT JOIN shortlink.owner_hourly_clicks o
+                 ON o.owner = x.owner AND o.hour = x.hour
         ON CONFLICT (owner, hour) DO UPDATE
            SET pv = o.pv + excluded.pv,
                bots = o.bots + excluded.bots,
                visitors = shortlink.hll_union(o.visitors, excluded.visitors),
                ips = shortlink.hll_union(o.ips, excluded.ips),
-               tops = shortlink.stats_tops_add(o.tops, excluded.tops)
+               tops = excluded.tops
+    ), owner_days AS (
+        INSERT INTO shortlink.owner_daily_clicks AS o
+               (owner, day, pv, bots, visitors, ips, tops)
+        SELECT x.owner, x.day, x.pv, x.bots, x.visitors, x.ips,
+               shortlink.stats_tops_total(x.maps || o.tops)
+          FROM (SELECT owner, date_bin('1 day', hour, epoch) AS day,
+                       sum(pv) AS pv, sum(bots) AS bots,
+                       shortlink.hll_union_agg(visitors) AS visitors,
+                       shortlink.hll_union_agg(ips) AS ips,
+                       shortlink.array_cat_agg(maps) AS maps
+                  FROM od
+                 GROUP BY 1, 2) x
+          LEFT JOIN shortlink.owner_daily_clicks o ON o.owner = x.owner AND o.day = x.day
+        ON CONFLICT (owner, day) DO UPDATE
+           SET pv = o.pv + excluded.pv,
+               bots = o.bots + excluded.bots,
+               visitors = shortlink.hll_union(o.visitors, excluded.visitors),
+               ips = shortlink.hll_union(o.ips, excluded.ips),
+               tops = excluded.tops
     )
     SELECT count(*) INTO n FROM merged;
 
@@ -300,7 +415,8 @@ COMMENT ON FUNCTION shortlink.compact_hourly_clicks(integer) IS
     'Merges the rows of up to p_limit (code, hour) pairs that have rows '
     'appended by batches into one row each (sums, union of the sketches, '
     'attrs counted into tops: the figures do not change) and adds what it '
-    'merged to link_daily_tops and owner_hourly_clicks; oldest hours '
+    'merged to link_daily_clicks, owner_hourly_clicks and '
+    'owner_daily_clicks; oldest hours '
     'first; returns how many pairs it merged.  record_clicks calls it every '
     '10 seconds at most; call it in a loop until it returns 0 to merge '
     'everything, e.g. after a backlog';
@@ -524,7 +640,15 @@ BEGIN
        SET visitors = empty, ips = empty
      WHERE hour < p_before AND (visitors <> empty OR ips <> empty);
     GET DIAGNOSTICS m = ROW_COUNT;
-    RETURN n + m;
+    n := n + m;
+    -- days wholly before p_before
+    UPDATE shortlink.link_daily_clicks
+       SET visitors = empty, ips = empty
+     WHERE day + interval '1 day' <= p_before AND (visitors <> empty OR ips <> empty);
+    UPDATE shortlink.owner_daily_clicks
+       SET visitors = empty, ips = empty
+     WHERE day + interval '1 day' <= p_before AND (visitors <> empty OR ips <> empty);
+    RETURN n;
 END;
 $$;
 
@@ -532,37 +656,68 @@ COMMENT ON FUNCTION shortlink.drop_click_sets(timestamptz) IS
     'Retention for the personal data in the rollups (hash arrays, and '
     'sketches of up to 320 values hold hashes): empties the visitor and '
     'address sketches and hash arrays of hours before p_before, per link '
-    'and per owner (pv counters and top lists are kept; uv, unique IPs '
+    'and per owner, and of the days wholly before it (pv counters and top '
+    'lists are kept; uv, unique IPs '
     'and new/returning visitors of those hours become 0).  Returns the '
     'hourly rows emptied';
 
 
 -- --- reading ------------------------------------------------------------------------------
 
--- the hourly figures of a link set or an owner in [p_from, p_to): one
--- row per hour with clicks (sums; union of the sketches).  p_owner not
--- NULL: the owner tier and the rows of the owner's links not merged yet;
--- else the links p_codes
-CREATE FUNCTION shortlink.stats_hours(p_codes text[], p_owner text,
-                                      p_from timestamptz, p_to timestamptz)
-RETURNS TABLE (hour timestamptz, pv bigint, bots bigint,
+-- the whole UTC days of [p_from, p_to): [d_from, d_to), empty when
+-- d_from >= d_to
+CREATE FUNCTION shortlink.stats_days(p_from timestamptz, p_to timestamptz,
+                                     OUT d_from timestamptz, OUT d_to timestamptz)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT date_bin('1 day', p_from + interval '1 day' - interval '1 microsecond',
+                    timestamptz '1970-01-01 00:00:00+00'),
+           date_bin('1 day', p_to, timestamptz '1970-01-01 00:00:00+00')
+$$;
+
+-- the rows of a link set or an owner in [p_from, p_to), oldest first,
+-- t = the start of the hour or, with p_daily, of the whole UTC days of
+-- the range read from the daily tier (the merged part of a day; rows
+-- appended by batches and not merged yet always come as hours).  Several
+-- rows per t possible (links, rows not merged yet), not aggregated: the
+-- caller adds them up per bucket (hll_union_agg per hour costs a 128 kB
+-- state per group, 0.3 ms an hour; hll_union of two sketches 5-40 us).
+-- p_owner not NULL: the owner tiers and the rows of the owner's links not
+-- merged yet; else the links p_codes
+CREATE FUNCTION shortlink.stats_rows(p_codes text[], p_owner text,
+                                     p_from timestamptz, p_to timestamptz,
+                                     p_daily boolean)
+RETURNS TABLE (t timestamptz, pv bigint, bots bigint,
                visitors shortlink.hll, ips shortlink.hll)
-LANGUAGE sql STABLE
-SET enable_hashagg = off        -- sketch aggregates: see compact_hourly_clicks
-AS $$
-    SELECT r.hour, sum(r.pv)::bigint, sum(r.bots)::bigint,
-           shortlink.hll_union_agg(r.v), shortlink.hll_union_agg(r.i)
-      FROM (SELECT h.hour, h.pv, h.bots,
-                   coalesce(h.visitors, shortlink.hll_of(h.visitor_hashes)) AS v,
-                   coalesce(h.ips, shortlink.hll_of(h.ip_hashes)) AS i
-              FROM shortlink.link_hourly_clicks h
+LANGUAGE sql STABLE AS $$
+    WITH b AS (
+        SELECT CASE WHEN p_daily THEN d.d_from ELSE p_to END AS d_from,
+               CASE WHEN p_daily THEN d.d_to ELSE p_to END AS d_to
+          FROM shortlink.stats_days(p_from, p_to) d
+    )
+    SELECT r.*
+      FROM (SELECT x.day, x.pv, x.bots, x.visitors, x.ips
+              FROM shortlink.link_daily_clicks x, b
+             WHERE p_owner IS NULL AND x.code = ANY (p_codes)
+               AND x.day >= b.d_from AND x.day < b.d_to
+            UNION ALL
+            SELECT h.hour, h.pv, h.bots,
+                   coalesce(h.visitors, shortlink.hll_of(h.visitor_hashes)),
+                   coalesce(h.ips, shortlink.hll_of(h.ip_hashes))
+              FROM shortlink.link_hourly_clicks h, b
              WHERE p_owner IS NULL AND h.code = ANY (p_codes)
                AND h.hour >= p_from AND h.hour < p_to
+               AND (h.visitors IS NULL OR h.hour < b.d_from OR h.hour >= b.d_to)
+            UNION ALL
+            SELECT x.day, x.pv, x.bots, x.visitors, x.ips
+              FROM shortlink.owner_daily_clicks x, b
+             WHERE p_owner IS NOT NULL AND x.owner = p_owner
+               AND x.day >= b.d_from AND x.day < b.d_to
             UNION ALL
             SELECT o.hour, o.pv, o.bots, o.visitors, o.ips
-              FROM shortlink.owner_hourly_clicks o
+              FROM shortlink.owner_hourly_clicks o, b
              WHERE p_owner IS NOT NULL AND o.owner = p_owner
                AND o.hour >= p_from AND o.hour < p_to
+               AND (o.hour < b.d_from OR o.hour >= b.d_to)
             UNION ALL
             SELECT h.hour, h.pv, h.bots, shortlink.hll_of(h.visitor_hashes),
                    shortlink.hll_of(h.ip_hashes)
@@ -571,39 +726,65 @@ AS $$
              WHERE p_owner IS NOT NULL AND l.owner = p_owner
                AND h.visitors IS NULL
                AND h.hour >= p_from AND h.hour < p_to) r
-     GROUP BY r.hour
-     ORDER BY r.hour
+     ORDER BY 1
 $$;
 
--- the top lists of a link set or an owner over [p_from, p_to): for links,
--- link_daily_tops for the whole UTC days of the range and the hourly rows
--- for the rest; for an owner, its hourly tier.  Rows appended by batches
--- and not merged yet are counted from their attrs
+-- pv per hour of a link set or an owner in [p_from, p_to) (for the
+-- distributions; the sketches are not read)
+CREATE FUNCTION shortlink.stats_pv_hours(p_codes text[], p_owner text,
+                                         p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (hour timestamptz, pv bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT h.hour, h.pv
+      FROM shortlink.link_hourly_clicks h
+     WHERE p_owner IS NULL AND h.code = ANY (p_codes)
+       AND h.hour >= p_from AND h.hour < p_to
+    UNION ALL
+    SELECT o.hour, o.pv
+      FROM shortlink.owner_hourly_clicks o
+     WHERE p_owner IS NOT NULL AND o.owner = p_owner
+       AND o.hour >= p_from AND o.hour < p_to
+    UNION ALL
+    SELECT h.hour, h.pv
+      FROM shortlink.link_hourly_clicks h
+      JOIN shortlink.links l ON l.code = h.code
+     WHERE p_owner IS NOT NULL AND l.owner = p_owner
+       AND h.visitors IS NULL
+       AND h.hour >= p_from AND h.hour < p_to
+$$;
+
+-- the top lists of a link set or an owner over [p_from, p_to): the daily
+-- tier for the whole UTC days of the range, the hourly rows for the rest;
+-- rows appended by batches and not merged yet are counted from their
+-- attrs
 CREATE FUNCTION shortlink.stats_top(p_codes text[], p_owner text,
                                     p_from timestamptz, p_to timestamptz)
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     WITH b AS (
-        -- the whole UTC days inside the range
-        SELECT date_bin('1 day', p_from + interval '1 day' - interval '1 microsecond',
-                        timestamptz '1970-01-01 00:00:00+00') AS d_from,
-               date_bin('1 day', p_to, timestamptz '1970-01-01 00:00:00+00') AS d_to
+        SELECT * FROM shortlink.stats_days(p_from, p_to)
     ), r AS (
-        SELECT t.tops, NULL::text[] AS attrs
-          FROM shortlink.link_daily_tops t, b
-         WHERE p_owner IS NULL AND t.code = ANY (p_codes)
-           AND t.day >= b.d_from AND t.day < b.d_to
+        SELECT x.tops, NULL::text[] AS attrs
+          FROM shortlink.link_daily_clicks x, b
+         WHERE p_owner IS NULL AND x.code = ANY (p_codes)
+           AND x.day >= b.d_from AND x.day < b.d_to
         UNION ALL
         SELECT h.tops, NULL
           FROM shortlink.link_hourly_clicks h, b
          WHERE p_owner IS NULL AND h.code = ANY (p_codes)
            AND h.hour >= p_from AND h.hour < p_to AND h.visitors IS NOT NULL
-           AND NOT (h.hour >= b.d_from AND h.hour < b.d_to)
+           AND (h.hour < b.d_from OR h.hour >= b.d_to)
+        UNION ALL
+        SELECT x.tops, NULL
+          FROM shortlink.owner_daily_clicks x, b
+         WHERE p_owner IS NOT NULL AND x.owner = p_owner
+           AND x.day >= b.d_from AND x.day < b.d_to
         UNION ALL
         SELECT o.tops, NULL
-          FROM shortlink.owner_hourly_clicks o
+          FROM shortlink.owner_hourly_clicks o, b
          WHERE p_owner IS NOT NULL AND o.owner = p_owner
            AND o.hour >= p_from AND o.hour < p_to
+           AND (o.hour < b.d_from OR o.hour >= b.d_to)
         UNION ALL
         SELECT NULL, h.attrs
           FROM shortlink.link_hourly_clicks h
@@ -622,7 +803,7 @@ LANGUAGE sql STABLE AS $$
         SELECT (shortlink.stats_lists())[(u.i - 1) % 8 + 1], u.v, 1
           FROM r, unnest(r.attrs) WITH ORDINALITY u(v, i)
          WHERE u.v IS NOT NULL
-    ), ranked AS (
+    ), ranked AS MATERIALIZED (
         SELECT list, value, n,
                row_number() OVER (PARTITION BY list
                                   ORDER BY n DESC, value COLLATE "C") AS rank
@@ -676,6 +857,36 @@ COMMENT ON FUNCTION shortlink.stats_tz_valid(text) IS
     'true when p_tz is a time zone name (IANA, e.g. Europe/Berlin, or UTC) '
     'that PostgreSQL knows; false for anything else, never an error';
 
+-- one element of a series: bucket start t, its pv and sketches (NULL:
+-- no clicks), and the union of the sketches of everything before it
+CREATE FUNCTION shortlink.stats_bucket(p_t timestamptz, p_tz text, p_pv bigint,
+                                       p_visitors shortlink.hll, p_ips shortlink.hll,
+                                       p_before shortlink.hll)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    uv   bigint;
+    ret  bigint;
+BEGIN
+    IF p_visitors IS NULL THEN
+        RETURN jsonb_build_object('t', shortlink.stats_iso(p_t, p_tz), 'pv', p_pv,
+                                  'uv', 0, 'unique_ips', 0, 'new_visitors', 0,
+                                  'returning_visitors', 0);
+    END IF;
+    uv := round(shortlink.hll_cardinality(p_visitors));
+    -- |B n P| = |B| + |P| - |B u P|, within 0..|B|
+    ret := greatest(0, least(uv, round(uv + shortlink.hll_cardinality(p_before)
+                                       - shortlink.hll_cardinality(
+                                             shortlink.hll_union(p_before, p_visitors)))));
+    RETURN jsonb_build_object('t', shortlink.stats_iso(p_t, p_tz),
+                              'pv', p_pv,
+                              'uv', uv,
+                              'unique_ips', round(shortlink.hll_cardinality(p_ips))::bigint,
+                              'new_visitors', uv - ret,
+                              'returning_visitors', ret);
+END;
+$$;
+
 -- the statistics document of link_stats and set_stats: p_owner not NULL
 -- reads the owner tier, else the links p_codes
 CREATE FUNCTION shortlink.stats_doc(p_codes text[], p_owner text, p_from timestamptz,
@@ -683,7 +894,6 @@ CREATE FUNCTION shortlink.stats_doc(p_codes text[], p_owner text, p_from timesta
                                     p_who text)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
-SET enable_hashagg = off
 AS $$
 DECLARE
     epoch    CONSTANT timestamptz := timestamptz '1970-01-01 00:00:00+00';
@@ -696,8 +906,13 @@ DECLARE
     tot_ips  shortlink.hll;
     before_n double precision;
     r        record;
-    b_uv     double precision;
     ret      bigint;
+    starts   timestamptz[];
+    aligned  boolean;
+    bi       integer;
+    b_pv     bigint := 0;
+    b_v      shortlink.hll;
+    b_i      shortlink.hll;
     items    jsonb[] := '{}';
     hod      bigint[] := array_fill(0::bigint, ARRAY[24]);
     wd       bigint[] := array_fill(0::bigint, ARRAY[7]);
@@ -741,80 +956,92 @@ BEGIN
                   HINT = 'use a shorter range or interval ''day''';
     END IF;
 
-    -- the visitors seen before the range, for new vs returning
+    -- the visitors seen before the range, for new vs returning (one
+    -- aggregate, no groups)
+    -- (clicks are from 2000 on, see record_clicks)
     SELECT shortlink.hll_union_agg(h.visitors) INTO cum
-      FROM shortlink.stats_hours(p_codes, p_owner, '-infinity', v_from) h;
+      FROM shortlink.stats_rows(p_codes, p_owner, '2000-01-01 00:00:00+00', v_from,
+                                true) h;
     cum := coalesce(cum, empty);
     before_n := shortlink.hll_cardinality(cum);
     tot := empty;
     tot_ips := empty;
 
-    -- every bucket, oldest first: a bucket's sketch against the union of
-    -- all before it
-    FOR r IN
-        WITH hrs AS (
-            SELECT h.*,
-                   CASE p_interval
-                   WHEN 'hour' THEN h.hour
-                   ELSE ((h.hour AT TIME ZONE p_tz)::date::timestamp
-                         AT TIME ZONE p_tz) END AS t
-              FROM shortlink.stats_hours(p_codes, p_owner, v_from, v_to) h
-        ), agg AS (
-            SELECT t, sum(hrs.pv)::bigint AS pv, sum(hrs.bots)::bigint AS bots,
-                   shortlink.hll_union_agg(hrs.visitors) AS v,
-                   shortlink.hll_union_agg(hrs.ips) AS i,
-                   array_agg(extract(hour FROM hrs.hour AT TIME ZONE p_tz)::integer)
-                       AS hods,
-                   array_agg(extract(isodow FROM hrs.hour AT TIME ZONE p_tz)::integer)
-                       AS dows,
-                   array_agg(hrs.pv) AS pvs
-              FROM hrs
-             GROUP BY t
-        ), buckets AS (
-            SELECT b AS t
-              FROM generate_series(v_from, v_to - interval '1 microsecond',
-                                   interval '1 hour') b
-             WHERE p_interval = 'hour'
-            UNION ALL
-            SELECT d::timestamp AT TIME ZONE p_tz
-              FROM generate_series((v_from AT TIME ZONE p_tz)::date::timestamp,
+    -- the buckets' starts, oldest first
+    IF p_interval = 'hour' THEN
+        starts := ARRAY(SELECT generate_series(v_from, v_to - interval '1 microsecond',
+                                               interval '1 hour'));
+    ELSE
+        starts := ARRAY(SELECT d::timestamp AT TIME ZONE p_tz
+                          FROM generate_series(
+                                   (v_from AT TIME ZONE p_tz)::date::timestamp,
                                    ((greatest(v_to - interval '1 microsecond', v_from))
                                         AT TIME ZONE p_tz)::date::timestamp,
-                                   interval '1 day') d
-             WHERE p_interval = 'day'
-        )
-        SELECT b.t, a.pv, a.bots, a.v, a.i, a.hods, a.dows, a.pvs
-          FROM buckets b
-          LEFT JOIN agg a ON a.t = b.t
-         ORDER BY b.t
+                                   interval '1 day') d);
+    END IF;
+    -- day buckets that are UTC days (zone UTC, or an offset of 0 all along)
+    -- read the whole days from the daily tier
+    aligned := p_interval = 'day'
+               AND NOT EXISTS (SELECT FROM unnest(starts) x
+                                WHERE x <> date_bin('1 day', x, epoch));
+
+    -- the rows in order, each added to its bucket (sketches by
+    -- hll_union); a bucket is written out when the next one starts, its
+    -- sketch set against the union of all before it
+    bi := 1;
+    FOR r IN
+        SELECT h.pv, h.bots, h.visitors, h.ips,
+               CASE p_interval
+               WHEN 'hour' THEN h.t
+               ELSE ((h.t AT TIME ZONE p_tz)::date::timestamp AT TIME ZONE p_tz)
+               END AS t
+          FROM shortlink.stats_rows(p_codes, p_owner, v_from, v_to, aligned) h
     LOOP
-        IF r.pv IS NULL THEN
-            items := array_append(items, jsonb_build_object(
-                         't', shortlink.stats_iso(r.t, p_tz), 'pv', 0, 'uv', 0,
-                         'unique_ips', 0, 'new_visitors', 0,
-                         'returning_visitors', 0));
-            CONTINUE;
-        END IF;
-        b_uv := shortlink.hll_cardinality(r.v);
-        ret := greatest(0, least(round(b_uv),
-                   round(b_uv + shortlink.hll_cardinality(cum)
-                         - shortlink.hll_cardinality(shortlink.hll_union(cum, r.v)))));
-        cum := shortlink.hll_union(cum, r.v);
-        tot := shortlink.hll_union(tot, r.v);
-        tot_ips := shortlink.hll_union(tot_ips, r.i);
+        WHILE starts[bi] < r.t LOOP
+            items := array_append(items, shortlink.stats_bucket(starts[bi], p_tz,
+                         b_pv, b_v, b_i, cum));
+            IF b_v IS NOT NULL THEN
+                cum := shortlink.hll_union(cum, b_v);
+                tot := shortlink.hll_union(tot, b_v);
+                tot_ips := shortlink.hll_union(tot_ips, b_i);
+            END IF;
+            b_pv := 0;
+            b_v := NULL;
+            b_i := NULL;
+            bi := bi + 1;
+        END LOOP;
+        b_pv := b_pv + r.pv;
+        b_v := CASE WHEN b_v IS NULL THEN r.visitors
+                    ELSE shortlink.hll_union(b_v, r.visitors) END;
+        b_i := CASE WHEN b_i IS NULL THEN r.ips
+                    ELSE shortlink.hll_union(b_i, r.ips) END;
         pv := pv + r.pv;
         bots := bots + r.bots;
-        FOR k IN 1 .. cardinality(r.pvs) LOOP
-            hod[r.hods[k] + 1] := hod[r.hods[k] + 1] + r.pvs[k];
-            wd[r.dows[k]] := wd[r.dows[k]] + r.pvs[k];
-        END LOOP;
-        items := array_append(items, jsonb_build_object(
-                     't', shortlink.stats_iso(r.t, p_tz),
-                     'pv', r.pv,
-                     'uv', round(b_uv)::bigint,
-                     'unique_ips', round(shortlink.hll_cardinality(r.i))::bigint,
-                     'new_visitors', round(b_uv)::bigint - ret,
-                     'returning_visitors', ret));
+    END LOOP;
+    WHILE bi <= cardinality(starts) LOOP
+        items := array_append(items, shortlink.stats_bucket(starts[bi], p_tz,
+                     b_pv, b_v, b_i, cum));
+        IF b_v IS NOT NULL THEN
+            cum := shortlink.hll_union(cum, b_v);
+            tot := shortlink.hll_union(tot, b_v);
+            tot_ips := shortlink.hll_union(tot_ips, b_i);
+        END IF;
+        b_pv := 0;
+        b_v := NULL;
+        b_i := NULL;
+        bi := bi + 1;
+    END LOOP;
+
+    -- pv per local hour of the day and weekday
+    FOR r IN
+        SELECT extract(hour FROM x.hour AT TIME ZONE p_tz)::integer AS hod,
+               extract(isodow FROM x.hour AT TIME ZONE p_tz)::integer AS dow,
+               sum(x.pv)::bigint AS pv
+          FROM shortlink.stats_pv_hours(p_codes, p_owner, v_from, v_to) x
+         GROUP BY 1, 2
+    LOOP
+        hod[r.hod + 1] := hod[r.hod + 1] + r.pv;
+        wd[r.dow] := wd[r.dow] + r.pv;
     END LOOP;
 
     -- cum is now the union of everything before the range and the range
@@ -832,10 +1059,10 @@ BEGIN
                'unique_ips', coalesce(round(shortlink.hll_cardinality(
                                  shortlink.hll_union_agg(h.ips))), 0)::bigint)
       INTO today
-      FROM shortlink.stats_hours(p_codes, p_owner,
+      FROM shortlink.stats_rows(p_codes, p_owner,
                date_bin('1 hour', midnight + interval '1 hour'
                                   - interval '1 microsecond', epoch),
-               'infinity') h;
+               now() + interval '3 days', false) h;
 
     RETURN jsonb_build_object(
         'from',     shortlink.stats_iso(v_from, p_tz),
