@@ -12,13 +12,14 @@
 --       clicks (attrs: a two-dimensional array, one row of 8 values per
 --       click, no counting); the merge of compact_hourly_clicks turns them
 --       into counts (tops: {"browsers": {"Chrome": 12, ...}, ...}).
---   link_daily_tops           per link and UTC day: the day's top-list
---       counts, added to by the merge; long ranges read 1 row per day
---       instead of 24 for the top lists.
---   owner_hourly_clicks       per owner and UTC hour: the sums of the
+--   link_daily_clicks         per link and UTC day: the same figures for
+--       the day, added to by the merge; whole UTC days of a range are read
+--       from it (1 row a day instead of 24) where no bucket needs hours.
+--   owner_hourly_clicks       per owner and UTC hour, and
+--   owner_daily_clicks        per owner and UTC day: the sums of the
 --       owner's links (pv, bots, the union of the sketches, top-list
 --       counts), added to by the merge: an owner's statistics read 24 rows
---       a day whatever the number of links.
+--       (or 1) a day whatever the number of links.
 --
 -- The write path: a click costs the batch one more 8-element array in
 -- its (link, hour) row (no per-value rows, no counting in the batch); the
@@ -31,20 +32,33 @@
 -- two, not the absolute values; +-1 us between runs):
 --
 --                              013 (before)   014
---   merges every 10 s          20.1 us        27.0-28.6 us
---   batches, then one merge    18.0 us        24.2 us
+--   merges every 10 s          13.9-18.3 us   19.8-24.7 us
+--   batches, then one merge    12.2 us        18.0 us
 --
--- So a click costs about 7 us more: about 1.5 us for the attrs in the
--- batch, 4 us for counting 8 values per click in the merge (hashed
--- aggregation; sorting costs 5.6 us), the rest adding up maps for the
--- merged hour, the day and the owner.  The issue's bound (no more than
--- before) is NOT met.  Tried and worse: counting in the batch (a jsonb map
--- per (link, hour) row: 45 us, small groups, 3 levels of aggregation);
--- adding maps pairwise in an aggregate (quadratic in the number of
--- links of an owner); one set-based statement for all tiers (the merge
--- turns hashed aggregation off for the sketches, so it sorted 8 values
--- per click: 46 us).  What is left: counting in C in the flusher (values
--- per link and hour of a batch), which would remove the 1.5 + 4 us.
+-- (pairs of runs back to back; the machine's load varies between pairs).
+-- So a click costs about 6 us (35-45 %) more: about 1 us for the attrs
+-- in the batch, 4 us for counting 8 values per click in the merge
+-- (hashed aggregation; sorting costs 5.6 us), the rest adding up maps
+-- and sketches for the merged hour, the day and the owner.  The issue's
+-- bound (no more than before) is NOT met.  Tried and worse: counting in
+-- the batch (a jsonb map per (link, hour) row: 45 us, small groups, 3
+-- levels of aggregation); adding maps pairwise in an aggregate
+-- (quadratic in the number of links of an owner); one set-based
+-- statement for all tiers (the merge turns hashed aggregation off for
+-- the sketches, so it sorted 8 values per click: 46 us).  What is left:
+-- counting in C in the flusher (values per link and hour of a batch),
+-- which would remove most of the 5 us.
+--
+-- Reads (1,100,000 clicks: 1,000,000 on one link over 30 days, 100,000
+-- over 999 more links of the same owner, 100 of them tagged; merged;
+-- loaded machine, warm session): link 30 days by day 27-43 ms (Europe/
+-- Berlin 74-81 ms: local days are read by the hour), 7 days by hour
+-- 42-65 ms, 1 day by hour 15-22 ms, 365 days by day 27-39 ms (UTC; read
+-- from the daily tier), owner 30 days by day 27-42 ms (Berlin 73-79 ms),
+-- a tag of 100 links 30 days 259-351 ms (NOT within 100 ms: a tag reads
+-- each link's rows, one sketch union per link and day, 40-80 us each).
+-- Reads do not depend on the number of clicks, only on rows: hours or
+-- days x links (dense sketches are 2.5 kB whatever the count).
 --
 -- Readers (link_stats, set_stats) never read shortlink.clicks: a purge of
 -- raw clicks changes no statistic.  Top lists are exact counts; uv,
