@@ -276,13 +276,6 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
 
 
 /*
- * Where the visitor goes: the link's target, plus the request's query
- * string for links with forward_query (after "&" if the target has a
- * query already).  A query string that is not printable ASCII is not
- * forwarded: nothing unchecked ever reaches the Location header.
- */
-
-/*
  * The click's language: the first tag of the first Accept-Language header
  * (ngx_http_shortlink_lang.c), lower-cased, or 0 when there is none or it
  * is not a language tag.  Never an error, never a log line: the header is
@@ -328,6 +321,13 @@ ngx_http_shortlink_language(ngx_http_request_t *r, u_char *lang)
                                          h[i].value.len);
 }
 
+
+/*
+ * Where the visitor goes: the link's target, plus the request's query
+ * string for links with forward_query (after "&" if the target has a
+ * query already).  A query string that is not printable ASCII is not
+ * forwarded: nothing unchecked ever reaches the Location header.
+ */
 
 static ngx_int_t
 ngx_http_shortlink_target(ngx_http_request_t *r,
