@@ -152,7 +152,7 @@ start=$(date +%s)
 sql -c "CALL public.bench_load($N, $M, $BATCH,
             (extract(epoch FROM now() - interval '30 days') * 1000)::bigint,
             30::bigint * 86400000 - 60000)" 2>&1 \
-    | sed 's/^.*NOTICE:  bench: /    /' >&2
+    | sed -u 's/^.*NOTICE:  bench: /    /' >&2
 
 load_s=$(( $(date +%s) - start ))
 
