@@ -32,22 +32,26 @@
 -- two, not the absolute values; +-1 us between runs):
 --
 --                              013 (before)   014
---   merges every 10 s          13.9-18.3 us   19.8-24.7 us
---   batches, then one merge    12.2 us        18.0 us
+--   merges every 10 s          15.7-19.2 us   28.7-31.4 us
+--   batches, then one merge    17.5 us        24.6 us
 --
--- (pairs of runs back to back; the machine's load varies between pairs).
--- So a click costs about 6 us (35-45 %) more: about 1 us for the attrs
--- in the batch, 4 us for counting 8 values per click in the merge
--- (hashed aggregation; sorting costs 5.6 us), the rest adding up maps
--- and sketches for the merged hour, the day and the owner.  The issue's
--- bound (no more than before) is NOT met.  Tried and worse: counting in
--- the batch (a jsonb map per (link, hour) row: 45 us, small groups, 3
--- levels of aggregation); adding maps pairwise in an aggregate
--- (quadratic in the number of links of an owner); one set-based
--- statement for all tiers (the merge turns hashed aggregation off for
--- the sketches, so it sorted 8 values per click: 46 us).  What is left:
--- counting in C in the flusher (values per link and hour of a batch),
--- which would remove most of the 5 us.
+-- (pairs of runs back to back, 3 pairs and 1; the machine's load varies
+-- between pairs).  So a click costs 7-13 us (40-80 %) more: about 1 us
+-- for the attrs in the batch, 4 us for counting 8 values per click in
+-- the merge (hashed aggregation; sorting costs 5.6 us), the rest adding
+-- up counts and sketches into the merged hour, the day and the owner
+-- (with merges every 10 s most pairs are merged into rows merged before,
+-- and their days again: per (link, hour) and merge, not per click, so it
+-- weighs less the more clicks a link gets per 10 s).  The issue's bound
+-- (no more than before) is NOT met.  Tried and worse: counting in the
+-- batch (a jsonb map per (link, hour) row: 45 us, small groups, 3 levels
+-- of aggregation); adding maps pairwise in an aggregate (quadratic in the
+-- number of links of an owner); one set-based statement for all tiers
+-- (the merge turns hashed aggregation off for the sketches, so it sorted
+-- 8 values per click: 46 us).  Left to do: counting in C in the flusher
+-- (values per link and hour of a batch), and building the daily tiers
+-- once per closed day instead of at every merge (the same run without the
+-- daily tiers' upserts: 22.7 us, so they are 6-9 us of it here).
 --
 -- Reads (1,100,000 clicks: 1,000,000 on one link over 30 days, 100,000
 -- over 999 more links of the same owner, 100 of them tagged; merged;
@@ -382,7 +386,8 @@ BEGIN
                shortlink.hll_union_agg(d.ips) AS ips,
                array_agg(d.tops) AS maps
           FROM delta d
-          JOIN shortlink.links l ON l.code = d.code
+          -- (links.code has the default collation, so that its key is used)
+          JOIN shortlink.links l ON l.code = d.code COLLATE "default"
          WHERE l.owner IS NOT NULL
          GROUP BY l.owner, d.hour
     ), owners AS (
@@ -736,8 +741,11 @@ LANGUAGE sql STABLE AS $$
             SELECT h.hour, h.pv, h.bots, shortlink.hll_of(h.visitor_hashes),
                    shortlink.hll_of(h.ip_hashes)
               FROM shortlink.link_hourly_clicks h
-              JOIN shortlink.links l ON l.code = h.code
-             WHERE p_owner IS NOT NULL AND l.owner = p_owner
+             WHERE p_owner IS NOT NULL
+               -- few rows: each link by its key, never a scan of links
+               AND (SELECT x.owner FROM shortlink.links x
+                    WHERE x.code = h.code COLLATE "default")
+                   = p_owner
                AND h.visitors IS NULL
                AND h.hour >= p_from AND h.hour < p_to) r
      ORDER BY 1
@@ -761,8 +769,9 @@ LANGUAGE sql STABLE AS $$
     UNION ALL
     SELECT h.hour, h.pv
       FROM shortlink.link_hourly_clicks h
-      JOIN shortlink.links l ON l.code = h.code
-     WHERE p_owner IS NOT NULL AND l.owner = p_owner
+     WHERE p_owner IS NOT NULL
+       AND (SELECT x.owner FROM shortlink.links x
+                    WHERE x.code = h.code COLLATE "default") = p_owner
        AND h.visitors IS NULL
        AND h.hour >= p_from AND h.hour < p_to
 $$;
@@ -807,8 +816,9 @@ LANGUAGE sql STABLE AS $$
         UNION ALL
         SELECT NULL, h.attrs
           FROM shortlink.link_hourly_clicks h
-          JOIN shortlink.links l ON l.code = h.code
-         WHERE p_owner IS NOT NULL AND l.owner = p_owner
+         WHERE p_owner IS NOT NULL
+           AND (SELECT x.owner FROM shortlink.links x
+                    WHERE x.code = h.code COLLATE "default") = p_owner
            AND h.hour >= p_from AND h.hour < p_to AND h.visitors IS NULL
     ), c AS (
         SELECT t.key AS list, e.key AS value, e.value::bigint AS n
@@ -1138,6 +1148,10 @@ COMMENT ON FUNCTION shortlink.link_stats(text, timestamptz, timestamptz, text, t
     'about 1.6 % standard error); new vs returning by inclusion-exclusion '
     'of sketches (see sql/014).  Raises 22023 for a bad interval, unknown '
     'time zone, to before from or more than 10000 buckets';
+
+-- set_stats counts and finds an owner's links, soft-deleted ones included
+-- (the indexes of 004 are of live links only)
+CREATE INDEX links_owner ON shortlink.links (owner);
 
 CREATE FUNCTION shortlink.set_stats(p_owner text, p_tag text, p_from timestamptz,
                                     p_to timestamptz, p_interval text DEFAULT 'day',
