@@ -130,6 +130,7 @@ run_unit_tests() {
             -o "$bin" "$t" \
             "$ROOT/ngx_http_shortlink_module/ngx_http_shortlink_code.c" \
             "$ROOT/ngx_http_shortlink_module/ngx_http_shortlink_utf8.c" \
+            "$ROOT/ngx_http_shortlink_module/ngx_http_shortlink_lang.c" \
             -lmurmurhash \
             || die "unit test $t does not build"
         log "unit: $(basename "$bin")"

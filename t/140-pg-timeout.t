@@ -67,7 +67,8 @@ sub assert_none_running {
 # constraint, 23514) and t140err (an ordinary exception, P0001); the
 # original is put back when the suite ends
 my $resolve_columns = 'TABLE(url text, redirect_status smallint, '
-    . 'expires_epoch bigint, version bigint, forward_query boolean)';
+    . 'expires_epoch bigint, version bigint, forward_query boolean, '
+    . 'rules text, password boolean)';
 
 sub refuse_codes {
     my $result = ShortlinkTest::sql_value(
