@@ -54,7 +54,7 @@ $::exposition
     .*shortlink_requests_total\{outcome="redirect",tier="pg"\}\ 1\n
     .*shortlink_requests_total\{outcome="not_found",tier="pg"\}\ 1\n
     .*shortlink_requests_total\{outcome="not_found",tier="invalid"\}\ 1\n
-    .*shortlink_requests_total\{outcome="method_not_allowed",tier="none"\}\ 1\n
+    .*shortlink_requests_total\{outcome="method_not_allowed",tier="shm"\}\ 1\n
     .*shortlink_lookup_duration_seconds_count\ 2\n
     .*shortlink_postgresql_lookups_total\ 2\n
     .*shortlink_clicks_total\{state="enqueued"\}\ 2\n/sx]

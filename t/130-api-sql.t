@@ -581,9 +581,9 @@ is("$st $b->{method} $b->{match}[1] " . ($b->{admin} ? 1 : 0), '200 GET /x 1',
    'table route: HEAD is GET, an admin key says so');
 ($st, $b) = api('PUT', '/t130/abc', undef, 'body', $alice);
 is("$st $b->{method} $b->{body}", '200 PUT body', 'table route: PUT with its body');
-my $p = refused(405, 'table route: a method it does not allow', 'DELETE', '/t130/abc',
+my $np = refused(405, 'table route: a method it does not allow', 'DELETE', '/t130/abc',
                 undef, undef, $alice);
-is($p->{allow}, 'GET, HEAD, PUT', 'table route: the 405 says what is allowed');
+is($np->{allow}, 'GET, HEAD, PUT', 'table route: the 405 says what is allowed');
 refused(400, 'table route: a query parameter it does not accept', 'PUT', '/t130/abc',
         'a=1', undef, $alice);
 refused(404, 'table route: no pattern matches', 'GET', '/t130/ABC', undef, undef, $alice);
