@@ -334,7 +334,10 @@ demo_console_dir() {
 
 # nginx.conf of the demo: every part of the module, as README describes it
 demo_nginx_conf() {
-    local port=$1 console=$2 ngx=$RUN_DIR/nginx
+    local port=$1 console=$2 ngx=$RUN_DIR/nginx secret
+
+    # signs the cookie of password-protected links; new for every demo run
+    secret=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 
     cat <<EOF
 load_module $GEOIP_MODULE;
@@ -369,11 +372,20 @@ http {
     shortlink_queue       clicks:16m;
     shortlink_flush       interval=1s batch=5000;
     shortlink_click_field country \$geoip_country_code;
+    shortlink_rule_country \$geoip_country_code;
+    shortlink_password_secret $secret;
 
     server {
         listen 127.0.0.1:$port;
 
-        location / { shortlink; }
+        # short links, and each link's QR code at /{code}/qr
+        location / {
+            shortlink;
+            shortlink_qr on;
+        }
+
+        # link-in-bio pages: /@demo
+        location /@ { shortlink_profile; }
 
         # the management API and /_links/health; the console calls it here
         location /_links/ {
@@ -451,6 +463,11 @@ Its statistics for today, by hour (the click is written within a second):
 A sample link's last 7 days:
   curl -s $auth \\
        $base/_links/links/docs/stats
+
+A link-in-bio page (the console's Profiles page edits it), and a QR code
+of a link (scans count as source "qr"):
+  $base/@demo
+  $base/docs/qr
 
 Prometheus metrics, and health:
   curl -s $base/metrics

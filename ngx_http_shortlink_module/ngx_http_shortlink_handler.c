@@ -208,7 +208,11 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
     /* "shortlink_qr on": /{code}/qr is the link's QR code, not a visit */
 
     if (ctx->qr) {
-        return ngx_http_shortlink_qr_link(r);
+        if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+            return ngx_http_shortlink_qr_link(r);
+        }
+
+        return ngx_http_shortlink_not_allowed(r);
     }
 
     /* a password first (the form, or its POST), if the link has one */

@@ -75,7 +75,10 @@ is(sql_value(q{SELECT redirect_status FROM shortlink.resolve('t162a')}), 302,
 is(entries(), 't162a t162b t162c', 'and is back on the page');
 cmp_ok(version(), '>', $v, 'the profile\'s version moved again');
 
-# max_visits reached: exhausted_at is set, the entry goes
+# max_visits reached: exhausted_at is set (as link_visits_check does when
+# the clicks reach the limit), the entry goes
+sql(q{UPDATE shortlink.links SET max_visits = 5 WHERE code = 't162b'});
+is(entries(), 't162a t162b t162c', 'a limit not reached yet changes nothing');
 $v = version();
 sql(q{UPDATE shortlink.links SET exhausted_at = now() WHERE code = 't162b'});
 is(entries(), 't162a t162c', 'an exhausted link leaves the page');
