@@ -32,7 +32,7 @@ MODULE_SO=$BUILD/ngx_http_shortlink_module.so
 PACKAGES=(
     nginx nginx-dev build-essential
     libhiredis-dev libpq-dev libbloom-dev libmurmurhash-dev
-    libqrencode-dev zlib1g-dev zbar-tools
+    libqrencode-dev zlib1g-dev libssl-dev zbar-tools
     postgresql postgresql-15-hll redis-server
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
     libtext-diff-perl liburi-perl libwww-perl libhttp-message-perl
