@@ -14,7 +14,8 @@ use Time::HiRes qw(sleep);
 
 our @EXPORT = qw(sql sql_value sql_rows sql_bg pg_stop pg_start pg_wait_bg
                  silent_listener redis redis_stop redis_start wait_until
-                 refuse_clicks allow_clicks metrics_text http_get);
+                 refuse_clicks allow_clicks metrics_text http_get
+                 sql_copy);
 
 my @background;
 
@@ -227,6 +228,39 @@ sub http_get {
         $h{lc $1} = $2 if $line =~ /^([^:]+):\s*(.*)$/;
     }
     return { status => $status // 0, headers => \%h, body => $body // '' };
+}
+
+# COPY rows (array refs of values, undef for NULL) into $table's $columns
+# (a list such as "a, b, c") with one psql; dies with psql's message
+sub sql_copy {
+    my ($table, $columns, $rows) = @_;
+    my $out = "/tmp/shortlink-copy.$$.out";
+    my $pid = open(my $fh, '|-');
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDOUT, '>', $out;
+        open STDERR, '>&', \*STDOUT;
+        exec 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', _dsn(),
+             '-c', "COPY $table ($columns) FROM STDIN";
+        exit 127;
+    }
+    for my $row (@$rows) {
+        print $fh join("\t", map {
+            my $v = $_;
+            if (defined $v) {
+                $v =~ s/\\/\\\\/g;
+                $v =~ s/\t/\\t/g;
+                $v =~ s/\n/\\n/g;
+                $v =~ s/\r/\\r/g;
+            }
+            defined $v ? $v : '\\N';
+        } @$row), "\n";
+    }
+    my $ok = close $fh;
+    my $msg = do { local (@ARGV, $/) = ($out); <> } // '';
+    unlink $out;
+    die "psql COPY into $table failed ($?): $msg\n" unless $ok;
+    return scalar @$rows;
 }
 
 END { pg_wait_bg() }
