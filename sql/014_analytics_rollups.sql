@@ -267,6 +267,27 @@ COMMENT ON TABLE shortlink.owner_daily_clicks IS
     'Per owner and UTC day: the sum of owner_hourly_clicks of the day, kept '
     'equal to it by compact_hourly_clicks (same statement)';
 
+-- The daily tiers hold the closed UTC days only: the days before
+-- hourly_compaction.daily_through (the start of a UTC day), rolled up once
+-- when the day has ended (stats_rollup_days, run by the merge), and added
+-- to by a merge only for rows of such a day that come late (a backlog).
+-- Readers take the days from daily_through on from the hourly tiers.
+-- Updating the day at every merge instead cost 6-9 us per click.
+ALTER TABLE shortlink.hourly_compaction ADD COLUMN daily_through timestamptz;
+UPDATE shortlink.hourly_compaction
+   SET daily_through = date_bin('1 day', now(), timestamptz '1970-01-01 00:00:00+00');
+ALTER TABLE shortlink.hourly_compaction ALTER COLUMN daily_through SET NOT NULL;
+
+COMMENT ON COLUMN shortlink.hourly_compaction.daily_through IS
+    'link_daily_clicks and owner_daily_clicks hold the UTC days before this '
+    '(a day''s start), no later ones; see stats_rollup_days';
+
+-- the roll-up reads a day's merged rows by hour (appended rows have their
+-- own index)
+CREATE INDEX link_hourly_clicks_merged_hour
+    ON shortlink.link_hourly_clicks (hour) WHERE visitors IS NOT NULL;
+CREATE INDEX owner_hourly_clicks_hour ON shortlink.owner_hourly_clicks (hour);
+
 SET LOCAL enable_hashagg = off;
 
 INSERT INTO shortlink.owner_hourly_clicks
@@ -283,6 +304,7 @@ SELECT code, date_bin('1 day', hour, timestamptz '1970-01-01 00:00:00+00'),
        sum(pv), sum(bots), shortlink.hll_union_agg(visitors),
        shortlink.hll_union_agg(ips), shortlink.stats_tops_sum(tops)
   FROM shortlink.link_hourly_clicks
+ WHERE hour < (SELECT daily_through FROM shortlink.hourly_compaction)
  GROUP BY 1, 2;
 
 INSERT INTO shortlink.owner_daily_clicks
@@ -290,6 +312,7 @@ SELECT owner, date_bin('1 day', hour, timestamptz '1970-01-01 00:00:00+00'),
        sum(pv), sum(bots), shortlink.hll_union_agg(visitors),
        shortlink.hll_union_agg(ips), shortlink.stats_tops_sum(tops)
   FROM shortlink.owner_hourly_clicks
+ WHERE hour < (SELECT daily_through FROM shortlink.hourly_compaction)
  GROUP BY 1, 2;
 
 RESET enable_hashagg;
@@ -297,10 +320,69 @@ RESET enable_hashagg;
 
 -- --- the merge -----------------------------------------------------------------------
 
+-- The roll-up of the days that have ended: link_daily_clicks and
+-- owner_daily_clicks of the UTC days from daily_through to the start of
+-- today, recomputed from the days' merged hourly rows (so a second run,
+-- or a run after daily_through was moved back, changes nothing), and
+-- daily_through moved to today.  Rows of those days not merged yet are
+-- added to the days by the merge that merges them.  Once per day and link
+-- instead of once per merge: the merges of an open day touch only the
+-- hourly tiers.
+CREATE FUNCTION shortlink.stats_rollup_days()
+RETURNS integer
+LANGUAGE plpgsql
+SET enable_hashagg = off
+AS $$
+DECLARE
+    epoch   CONSTANT timestamptz := timestamptz '1970-01-01 00:00:00+00';
+    v_from  timestamptz;
+    v_to    timestamptz := date_bin('1 day', now(), epoch);
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('shortlink.link_hourly_clicks merge', 0));
+
+    SELECT daily_through INTO v_from FROM shortlink.hourly_compaction FOR UPDATE;
+    IF v_from >= v_to THEN
+        RETURN 0;
+    END IF;
+
+    DELETE FROM shortlink.link_daily_clicks WHERE day >= v_from AND day < v_to;
+    DELETE FROM shortlink.owner_daily_clicks WHERE day >= v_from AND day < v_to;
+
+    INSERT INTO shortlink.link_daily_clicks (code, day, pv, bots, visitors, ips, tops)
+    SELECT code, date_bin('1 day', hour, epoch), sum(pv), sum(bots),
+           shortlink.hll_union_agg(visitors), shortlink.hll_union_agg(ips),
+           shortlink.stats_tops_sum(tops)
+      FROM shortlink.link_hourly_clicks
+     WHERE visitors IS NOT NULL AND hour >= v_from AND hour < v_to
+     GROUP BY 1, 2;
+
+    INSERT INTO shortlink.owner_daily_clicks (owner, day, pv, bots, visitors, ips, tops)
+    SELECT owner, date_bin('1 day', hour, epoch), sum(pv), sum(bots),
+           shortlink.hll_union_agg(visitors), shortlink.hll_union_agg(ips),
+           shortlink.stats_tops_sum(tops)
+      FROM shortlink.owner_hourly_clicks
+     WHERE hour >= v_from AND hour < v_to
+     GROUP BY 1, 2;
+
+    UPDATE shortlink.hourly_compaction SET daily_through = v_to;
+
+    RETURN (extract(epoch FROM v_to - v_from) / 86400)::integer;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.stats_rollup_days() IS
+    'Rolls the UTC days that ended since hourly_compaction.daily_through up '
+    'into link_daily_clicks and owner_daily_clicks (recomputed from the '
+    'merged hourly rows of those days) and moves daily_through to the start '
+    'of today; returns the days rolled up (0: nothing to do).  Run by '
+    'compact_hourly_clicks';
+
 -- compact_hourly_clicks of 010, which now also counts the batches' attrs
--- into tops and adds what it merges to link_daily_clicks,
--- owner_hourly_clicks and owner_daily_clicks, all in one statement: a
--- reader sees every tier before the merge or every tier after it
+-- into tops and adds what it merges to owner_hourly_clicks and, for rows
+-- of closed days (late: a backlog), to link_daily_clicks and
+-- owner_daily_clicks, all in one statement: a reader sees every tier
+-- before the merge or every tier after it.  It first rolls up the days
+-- that have ended (stats_rollup_days)
 CREATE OR REPLACE FUNCTION shortlink.compact_hourly_clicks(p_limit integer DEFAULT 5000)
 RETURNS integer
 LANGUAGE plpgsql
@@ -310,6 +392,7 @@ DECLARE
     epoch  CONSTANT timestamptz := timestamptz '1970-01-01 00:00:00+00';
     empty  CONSTANT shortlink.hll := shortlink.hll_empty(12, 5, -1, 1);
     n      integer;
+    closed timestamptz;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RAISE EXCEPTION 'compact_hourly_clicks: p_limit must be at least 1'
@@ -317,6 +400,9 @@ BEGIN
     END IF;
 
     PERFORM pg_advisory_xact_lock(hashtextextended('shortlink.link_hourly_clicks merge', 0));
+
+    PERFORM shortlink.stats_rollup_days();
+    SELECT daily_through INTO closed FROM shortlink.hourly_compaction;
 
     WITH hours AS (
         SELECT DISTINCT hour, code
@@ -359,7 +445,8 @@ BEGIN
           LEFT JOIN kept k ON k.code = d.code AND k.hour = d.hour
         RETURNING 1
     ), daily AS (
-        -- a day's stored figures plus the new ones; the counts summed in
+        -- a closed day's stored figures plus the new ones (late rows; the
+        -- open days are rolled up once they end); the counts summed in
         -- one go
         INSERT INTO shortlink.link_daily_clicks AS t
                (code, day, pv, bots, visitors, ips, tops)
@@ -371,6 +458,7 @@ BEGIN
                        shortlink.hll_union_agg(ips) AS ips,
                        array_agg(tops) AS maps
                   FROM delta
+                 WHERE hour < closed
                  GROUP BY 1, 2) x
           LEFT JOIN shortlink.link_daily_clicks t ON t.code = x.code AND t.day = x.day
         ON CONFLICT (code, day) DO UPDATE
@@ -415,6 +503,7 @@ BEGIN
                        shortlink.hll_union_agg(ips) AS ips,
                        shortlink.array_cat_agg(maps) AS maps
                   FROM od
+                 WHERE hour < closed
                  GROUP BY 1, 2) x
           LEFT JOIN shortlink.owner_daily_clicks o ON o.owner = x.owner AND o.day = x.day
         ON CONFLICT (owner, day) DO UPDATE
@@ -434,8 +523,10 @@ COMMENT ON FUNCTION shortlink.compact_hourly_clicks(integer) IS
     'Merges the rows of up to p_limit (code, hour) pairs that have rows '
     'appended by batches into one row each (sums, union of the sketches, '
     'attrs counted into tops: the figures do not change) and adds what it '
-    'merged to link_daily_clicks, owner_hourly_clicks and '
-    'owner_daily_clicks; oldest hours '
+    'merged to owner_hourly_clicks and, for hours of days already rolled '
+    'up (before hourly_compaction.daily_through), to link_daily_clicks and '
+    'owner_daily_clicks; first rolls up the days that ended '
+    '(stats_rollup_days); oldest hours '
     'first; returns how many pairs it merged.  record_clicks calls it every '
     '10 seconds at most; call it in a loop until it returns 0 to merge '
     'everything, e.g. after a backlog';
@@ -683,14 +774,16 @@ COMMENT ON FUNCTION shortlink.drop_click_sets(timestamptz) IS
 
 -- --- reading ------------------------------------------------------------------------------
 
--- the whole UTC days of [p_from, p_to): [d_from, d_to), empty when
--- d_from >= d_to
+-- the whole UTC days of [p_from, p_to) that the daily tiers hold (closed
+-- days, before hourly_compaction.daily_through): [d_from, d_to), empty
+-- when d_from >= d_to; every hour outside it is read from the hourly tiers
 CREATE FUNCTION shortlink.stats_days(p_from timestamptz, p_to timestamptz,
                                      OUT d_from timestamptz, OUT d_to timestamptz)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE AS $$
     SELECT date_bin('1 day', p_from + interval '1 day' - interval '1 microsecond',
                     timestamptz '1970-01-01 00:00:00+00'),
-           date_bin('1 day', p_to, timestamptz '1970-01-01 00:00:00+00')
+           least(date_bin('1 day', p_to, timestamptz '1970-01-01 00:00:00+00'),
+                 (SELECT daily_through FROM shortlink.hourly_compaction))
 $$;
 
 -- the rows of a link set or an owner in [p_from, p_to), oldest first,
