@@ -179,6 +179,49 @@ $$;
 COMMENT ON FUNCTION shortlink.stats_tops_add(jsonb, jsonb) IS
     'The sum of two tops maps (see link_hourly_clicks.tops; NULL: empty)';
 
+-- The counting of a merge, for all its (link, hour) pairs in one query
+-- (hashed): per pair the counts of the batches' attrs (delta) and those
+-- plus the merged row's tops (tops).  One call per merge: a call per
+-- pair of stats_count_attrs and stats_tops_total cost 70-100 us each,
+-- 15-20 us per click with merges every 10,000 clicks.
+CREATE TYPE shortlink.stats_tops_row AS (code text, hour timestamptz,
+                                         tops jsonb, attrs text[]);
+
+CREATE FUNCTION shortlink.stats_merge_tops(p_rows shortlink.stats_tops_row[])
+RETURNS TABLE (code text, hour timestamptz, tops jsonb, delta jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+SET enable_hashagg = on
+AS $$
+    SELECT code, hour, jsonb_object_agg(list, m),
+           coalesce(jsonb_object_agg(list, d) FILTER (WHERE d IS NOT NULL), '{}')
+      FROM (SELECT code, hour, list, jsonb_object_agg(v, n) AS m,
+                   jsonb_object_agg(v, dn) FILTER (WHERE dn IS NOT NULL) AS d
+              FROM (SELECT code, hour, list, v, sum(n) AS n,
+                           sum(n) FILTER (WHERE attr) AS dn
+                      FROM (SELECT g.code, g.hour, t.key AS list, e.key AS v,
+                                   e.value::bigint AS n, false AS attr
+                              FROM unnest(p_rows) g, jsonb_each(g.tops) t,
+                                   jsonb_each(t.value) e
+                            UNION ALL
+                            SELECT g.code, g.hour,
+                                   (ARRAY['referrers', 'browsers', 'os', 'devices',
+                                          'countries', 'languages', 'networks',
+                                          'sources'])[(u.i - 1) % 8 + 1],
+                                   u.v, 1, true
+                              FROM unnest(p_rows) g,
+                                   unnest(g.attrs) WITH ORDINALITY u(v, i)
+                             WHERE u.v IS NOT NULL) c
+                     GROUP BY 1, 2, 3, 4) g
+             GROUP BY 1, 2, 3) l
+     GROUP BY 1, 2
+$$;
+
+COMMENT ON FUNCTION shortlink.stats_merge_tops(shortlink.stats_tops_row[]) IS
+    'The top-list counts of the rows of a merge per (code, hour): tops, '
+    'the sum of the merged rows'' tops and the attrs of the appended rows; '
+    'delta, the attrs'' counts alone ({} for none).  Pairs without any '
+    'value are left out';
+
 CREATE AGGREGATE shortlink.stats_tops_sum(jsonb) (
     SFUNC = array_append,
     STYPE = jsonb[],
@@ -415,21 +458,28 @@ BEGIN
          USING hours
          WHERE h.code = hours.code AND h.hour = hours.hour
         RETURNING h.*
+    ), counted AS MATERIALIZED (
+        -- every pair's counts in one go
+        SELECT *
+          FROM shortlink.stats_merge_tops(ARRAY(
+                   SELECT ROW(g.code, g.hour, g.tops, g.attrs)::shortlink.stats_tops_row
+                     FROM gone g))
     ), delta AS MATERIALIZED (
         -- what the batches added since the last merge
-        SELECT code, hour, sum(pv) AS pv, sum(bots) AS bots,
-               shortlink.hll_of(shortlink.array_cat_agg(visitor_hashes)) AS visitors,
-               shortlink.hll_of(shortlink.array_cat_agg(ip_hashes)) AS ips,
-               shortlink.stats_count_attrs(shortlink.array_cat_agg(attrs)) AS tops
-          FROM gone
-         WHERE visitors IS NULL
-         GROUP BY code, hour
+        SELECT d.*, coalesce(c.delta, '{}') AS tops,
+               coalesce(c.tops, '{}') AS all_tops
+          FROM (SELECT code, hour, sum(pv) AS pv, sum(bots) AS bots,
+                       shortlink.hll_of(shortlink.array_cat_agg(visitor_hashes)) AS visitors,
+                       shortlink.hll_of(shortlink.array_cat_agg(ip_hashes)) AS ips
+                  FROM gone
+                 WHERE visitors IS NULL
+                 GROUP BY code, hour) d
+          LEFT JOIN counted c ON c.code = d.code AND c.hour = d.hour
     ), kept AS MATERIALIZED (
         -- the merged row(s) already there
         SELECT code, hour, sum(pv) AS pv, sum(bots) AS bots,
                shortlink.hll_union_agg(visitors) AS visitors,
-               shortlink.hll_union_agg(ips) AS ips,
-               array_agg(tops) AS tops
+               shortlink.hll_union_agg(ips) AS ips
           FROM gone
          WHERE visitors IS NOT NULL
          GROUP BY code, hour
@@ -439,8 +489,7 @@ BEGIN
         SELECT d.code, d.hour, d.pv + coalesce(k.pv, 0), d.bots + coalesce(k.bots, 0),
                shortlink.hll_union(d.visitors, coalesce(k.visitors, empty)),
                shortlink.hll_union(d.ips, coalesce(k.ips, empty)),
-               CASE WHEN k.tops IS NULL THEN d.tops
-                    ELSE shortlink.stats_tops_total(k.tops || d.tops) END
+               d.all_tops
           FROM delta d
           LEFT JOIN kept k ON k.code = d.code AND k.hour = d.hour
         RETURNING 1
