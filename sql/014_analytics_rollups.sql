@@ -13,12 +13,16 @@
 --       click, no counting); the merge of compact_hourly_clicks turns them
 --       into counts (tops: {"browsers": {"Chrome": 12, ...}, ...}).
 --   link_daily_clicks         per link and UTC day: the same figures for
---       the day, added to by the merge; whole UTC days of a range are read
---       from it (1 row a day instead of 24) where no bucket needs hours.
+--       the day, for closed days only: rolled up once when the day has
+--       ended (stats_rollup_days, run by the merge), added to by the merge
+--       only for late rows; whole closed UTC days of a range are read
+--       from it (1 row a day instead of 24) where no bucket needs hours,
+--       the days from hourly_compaction.daily_through on from the hours.
 --   owner_hourly_clicks       per owner and UTC hour, and
 --   owner_daily_clicks        per owner and UTC day: the sums of the
 --       owner's links (pv, bots, the union of the sketches, top-list
---       counts), added to by the merge: an owner's statistics read 24 rows
+--       counts), the hours added to by the merge, the days closed days
+--       only, like link_daily_clicks: an owner's statistics read 24 rows
 --       (or 1) a day whatever the number of links.
 --
 -- The write path: a click costs the batch one more 8-element array in
@@ -52,6 +56,25 @@
 -- (values per link and hour of a batch), and building the daily tiers
 -- once per closed day instead of at every merge (the same run without the
 -- daily tiers' upserts: 22.7 us, so they are 6-9 us of it here).
+--
+-- Since then (helper "perf"): the daily tiers hold closed days only,
+-- rolled up once per day instead of updated at every merge, and the merge
+-- counts the top lists of all its pairs in one hashed query
+-- (stats_merge_tops) instead of two SQL function calls per (link, hour)
+-- (70-100 us each).  bench/write_cost.sh, batches of 5,000, 3 runs each,
+-- median, the three schemas back to back:
+--
+--                                    013        014 before   014 now
+--   batches, then one merge          19.1 us    26.4 us      27.9 us
+--   a merge every 2 batches          21.2-25.6  71.7-91.8    52.6-55.1
+--   (WRITE_COST_MERGE_EVERY=2: 10 clicks per link and merge)
+--
+-- So nothing measurable with one merge, about 40 % less with frequent
+-- merges, and still NOT within the bound (013's cost): counting in SQL
+-- costs about 1 us per distinct value per (link, hour) and merge (9 us
+-- per click at 10 clicks per link and merge), expanding the merged hour's
+-- map again at every merge about 4 us.  Left: counting in C in the
+-- flusher, or leaving the open hour's values uncounted until it ends.
 --
 -- Reads (1,100,000 clicks: 1,000,000 on one link over 30 days, 100,000
 -- over 999 more links of the same owner, 100 of them tagged; merged;
