@@ -873,10 +873,17 @@ CREATE FUNCTION shortlink.stats_rows(p_codes text[], p_owner text,
 RETURNS TABLE (t timestamptz, pv bigint, bots bigint,
                visitors shortlink.hll, ips shortlink.hll)
 LANGUAGE sql STABLE AS $$
-    WITH b AS (
+    WITH d AS (
         SELECT CASE WHEN p_daily THEN d.d_from ELSE p_to END AS d_from,
                CASE WHEN p_daily THEN d.d_to ELSE p_to END AS d_to
           FROM shortlink.stats_days(p_from, p_to) d
+    ), b AS (
+        -- the hours outside the days: [p_from, a_to) and [b_from, p_to),
+        -- two index ranges (a filter on the hour read every hour of the
+        -- range: 144,000 rows for 200 links over 30 days)
+        SELECT d.d_from, d.d_to, least(d.d_from, p_to) AS a_to,
+               greatest(d.d_to, least(d.d_from, p_to)) AS b_from
+          FROM d
     )
     SELECT r.*
       FROM (SELECT x.day, x.pv, x.bots, x.visitors, x.ips
@@ -884,13 +891,24 @@ LANGUAGE sql STABLE AS $$
              WHERE p_owner IS NULL AND x.code = ANY (p_codes)
                AND x.day >= b.d_from AND x.day < b.d_to
             UNION ALL
-            SELECT h.hour, h.pv, h.bots,
-                   coalesce(h.visitors, shortlink.hll_of(h.visitor_hashes)),
-                   coalesce(h.ips, shortlink.hll_of(h.ip_hashes))
+            SELECT h.hour, h.pv, h.bots, h.visitors, h.ips
               FROM shortlink.link_hourly_clicks h, b
              WHERE p_owner IS NULL AND h.code = ANY (p_codes)
+               AND h.hour >= p_from AND h.hour < b.a_to
+               AND h.visitors IS NOT NULL
+            UNION ALL
+            SELECT h.hour, h.pv, h.bots, h.visitors, h.ips
+              FROM shortlink.link_hourly_clicks h, b
+             WHERE p_owner IS NULL AND h.code = ANY (p_codes)
+               AND h.hour >= b.b_from AND h.hour < p_to
+               AND h.visitors IS NOT NULL
+            UNION ALL
+            SELECT h.hour, h.pv, h.bots, shortlink.hll_of(h.visitor_hashes),
+                   shortlink.hll_of(h.ip_hashes)
+              FROM shortlink.link_hourly_clicks h
+             WHERE p_owner IS NULL AND h.code = ANY (p_codes)
                AND h.hour >= p_from AND h.hour < p_to
-               AND (h.visitors IS NULL OR h.hour < b.d_from OR h.hour >= b.d_to)
+               AND h.visitors IS NULL
             UNION ALL
             SELECT x.day, x.pv, x.bots, x.visitors, x.ips
               FROM shortlink.owner_daily_clicks x, b
@@ -900,8 +918,12 @@ LANGUAGE sql STABLE AS $$
             SELECT o.hour, o.pv, o.bots, o.visitors, o.ips
               FROM shortlink.owner_hourly_clicks o, b
              WHERE p_owner IS NOT NULL AND o.owner = p_owner
-               AND o.hour >= p_from AND o.hour < p_to
-               AND (o.hour < b.d_from OR o.hour >= b.d_to)
+               AND o.hour >= p_from AND o.hour < b.a_to
+            UNION ALL
+            SELECT o.hour, o.pv, o.bots, o.visitors, o.ips
+              FROM shortlink.owner_hourly_clicks o, b
+             WHERE p_owner IS NOT NULL AND o.owner = p_owner
+               AND o.hour >= b.b_from AND o.hour < p_to
             UNION ALL
             SELECT h.hour, h.pv, h.bots, shortlink.hll_of(h.visitor_hashes),
                    shortlink.hll_of(h.ip_hashes)
@@ -914,6 +936,33 @@ LANGUAGE sql STABLE AS $$
                AND h.visitors IS NULL
                AND h.hour >= p_from AND h.hour < p_to) r
      ORDER BY 1
+$$;
+
+-- the rows of stats_rows added up per bucket (t: the bucket's start, an
+-- hour or a local day in p_tz), oldest first: for link sets, where a
+-- bucket has a row per link (a tag of 100 links over 30 days: 3,000
+-- rows), the extension's aggregate unions the sketches (5-10 us a row)
+-- where stats_doc's hll_union per row cost 40-80 us (it packs the sketch
+-- each time); one 128 kB state per bucket, hence sorted, not hashed
+CREATE FUNCTION shortlink.stats_bucket_rows(p_codes text[], p_owner text,
+                                            p_from timestamptz, p_to timestamptz,
+                                            p_daily boolean, p_interval text,
+                                            p_tz text)
+RETURNS TABLE (t timestamptz, pv bigint, bots bigint,
+               visitors shortlink.hll, ips shortlink.hll)
+LANGUAGE sql STABLE
+SET enable_hashagg = off
+AS $$
+    SELECT x.b, sum(x.pv)::bigint, sum(x.bots)::bigint,
+           shortlink.hll_union_agg(x.visitors), shortlink.hll_union_agg(x.ips)
+      FROM (SELECT h.*,
+                   CASE p_interval
+                   WHEN 'hour' THEN h.t
+                   ELSE ((h.t AT TIME ZONE p_tz)::date::timestamp AT TIME ZONE p_tz)
+                   END AS b
+              FROM shortlink.stats_rows(p_codes, p_owner, p_from, p_to, p_daily) h) x
+     GROUP BY x.b
+     ORDER BY x.b
 $$;
 
 -- pv per hour of a link set or an owner in [p_from, p_to) (for the
@@ -950,7 +999,10 @@ CREATE FUNCTION shortlink.stats_top(p_codes text[], p_owner text,
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     WITH b AS (
-        SELECT * FROM shortlink.stats_days(p_from, p_to)
+        -- the hours outside the days as two index ranges (see stats_rows)
+        SELECT d.d_from, d.d_to, least(d.d_from, p_to) AS a_to,
+               greatest(d.d_to, least(d.d_from, p_to)) AS b_from
+          FROM shortlink.stats_days(p_from, p_to) d
     ), r AS (
         SELECT x.tops, NULL::text[] AS attrs
           FROM shortlink.link_daily_clicks x, b
@@ -960,8 +1012,12 @@ LANGUAGE sql STABLE AS $$
         SELECT h.tops, NULL
           FROM shortlink.link_hourly_clicks h, b
          WHERE p_owner IS NULL AND h.code = ANY (p_codes)
-           AND h.hour >= p_from AND h.hour < p_to AND h.visitors IS NOT NULL
-           AND (h.hour < b.d_from OR h.hour >= b.d_to)
+           AND h.hour >= p_from AND h.hour < b.a_to AND h.visitors IS NOT NULL
+        UNION ALL
+        SELECT h.tops, NULL
+          FROM shortlink.link_hourly_clicks h, b
+         WHERE p_owner IS NULL AND h.code = ANY (p_codes)
+           AND h.hour >= b.b_from AND h.hour < p_to AND h.visitors IS NOT NULL
         UNION ALL
         SELECT x.tops, NULL
           FROM shortlink.owner_daily_clicks x, b
@@ -971,8 +1027,12 @@ LANGUAGE sql STABLE AS $$
         SELECT o.tops, NULL
           FROM shortlink.owner_hourly_clicks o, b
          WHERE p_owner IS NOT NULL AND o.owner = p_owner
-           AND o.hour >= p_from AND o.hour < p_to
-           AND (o.hour < b.d_from OR o.hour >= b.d_to)
+           AND o.hour >= p_from AND o.hour < b.a_to
+        UNION ALL
+        SELECT o.tops, NULL
+          FROM shortlink.owner_hourly_clicks o, b
+         WHERE p_owner IS NOT NULL AND o.owner = p_owner
+           AND o.hour >= b.b_from AND o.hour < p_to
         UNION ALL
         SELECT NULL, h.attrs
           FROM shortlink.link_hourly_clicks h
@@ -1083,6 +1143,9 @@ CREATE FUNCTION shortlink.stats_doc(p_codes text[], p_owner text, p_from timesta
                                     p_who text)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+-- the planner's estimates for jsonb_each and unnest (100 rows a call)
+-- turn JIT on for the top lists: compiling cost 150 ms a call
+SET jit = off
 AS $$
 DECLARE
     epoch    CONSTANT timestamptz := timestamptz '1970-01-01 00:00:00+00';
@@ -1185,6 +1248,13 @@ BEGIN
                ELSE ((h.t AT TIME ZONE p_tz)::date::timestamp AT TIME ZONE p_tz)
                END AS t
           FROM shortlink.stats_rows(p_codes, p_owner, v_from, v_to, aligned) h
+         WHERE p_owner IS NOT NULL OR cardinality(p_codes) <= 1
+        UNION ALL
+        -- link sets: added up per bucket first
+        SELECT g.pv, g.bots, g.visitors, g.ips, g.t
+          FROM shortlink.stats_bucket_rows(p_codes, p_owner, v_from, v_to, aligned,
+                                           p_interval, p_tz) g
+         WHERE p_owner IS NULL AND cardinality(p_codes) > 1
     LOOP
         WHILE starts[bi] < r.t LOOP
             items := array_append(items, shortlink.stats_bucket(starts[bi], p_tz,
