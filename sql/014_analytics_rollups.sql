@@ -84,6 +84,13 @@
 -- from the daily tier), owner 30 days by day 27-42 ms (Berlin 73-79 ms),
 -- a tag of 100 links 30 days 259-351 ms (NOT within 100 ms: a tag reads
 -- each link's rows, one sketch union per link and day, 40-80 us each).
+-- Since then (helper "perf"): a tag's rows are added up per bucket by the
+-- aggregate (stats_bucket_rows), the hours outside whole days are read as
+-- two index ranges, and stats_doc runs with jit off (JIT compiled the
+-- top-list query: 150 ms a call).  N=1000000 bench/stats.sh, back to
+-- back: a tag of 200 links over 30 days 671 -> 281 ms (median), still NOT
+-- within 100 ms (top lists: one jsonb map per link and day expanded; the
+-- hour-of-day and weekday figures read every hourly row of the links).
 -- Reads do not depend on the number of clicks, only on rows: hours or
 -- days x links (dense sketches are 2.5 kB whatever the count).
 --
