@@ -13,7 +13,10 @@
 #   bench/write_cost.sh [repetitions=5]
 #
 # WRITE_COST_BATCHES="5000 20000" picks the batch sizes, WRITE_COST_CLICKS
-# (200000) the clicks per run.
+# (200000) the clicks per run.  WRITE_COST_MERGE_EVERY=k also merges
+# (compact_hourly_clicks to the end) after every k batches, inside the
+# measured part: what record_clicks' merges every 10 seconds cost at a
+# rate of k batches per 10 s (0, the default: no merge until the end).
 #
 # Each run writes the same clicks into a fresh copy of one prepared
 # database (CREATE DATABASE ... TEMPLATE), on one connection: the clicks
@@ -41,6 +44,7 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 REPS=${1:-5}
 BATCHES=${WRITE_COST_BATCHES:-"5000 20000"}
 CLICKS=${WRITE_COST_CLICKS:-200000}
+MERGE_EVERY=${WRITE_COST_MERGE_EVERY:-0}
 LINKS=1000
 
 install_packages
@@ -149,6 +153,9 @@ SELECT pg_backend_pid() AS pid \gset
 \! awk '{ print \$14 + \$15 }' /proc/\$BENCH_PID/stat >> \$BENCH_OUT; date +%s.%N >> \$BENCH_OUT
 $(for ((b = 0; b < (CLICKS + size - 1) / size; b++)); do
     echo "SELECT shortlink.record_clicks(ids, ms, codes, ips, uas, refs, visitors, extra) FROM public.bench_batches WHERE size = $size AND b = $b;"
+    if [ "$MERGE_EVERY" -gt 0 ] && [ $(((b + 1) % MERGE_EVERY)) -eq 0 ]; then
+        echo "DO \$\$ BEGIN WHILE shortlink.compact_hourly_clicks(5000) > 0 LOOP END LOOP; END \$\$;"
+    fi
 done)
 \! awk '{ print \$14 + \$15 }' /proc/\$BENCH_PID/stat >> \$BENCH_OUT; date +%s.%N >> \$BENCH_OUT
 DO \$\$ BEGIN WHILE shortlink.compact_hourly_clicks(5000) > 0 LOOP END LOOP; END \$\$;
@@ -167,6 +174,7 @@ median() { sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : 
 
 printf '\nrecord_clicks(): backend CPU per click, %s clicks over %s links, new visitors\n' \
     "$CLICKS" "$LINKS"
+[ "$MERGE_EVERY" -gt 0 ] && printf 'merging after every %s batches\n' "$MERGE_EVERY"
 printf 'schema: %s\n\n' "$(cd "$ROOT" && ls sql/[0-9][0-9][0-9]_*.sql | tail -1)"
 printf '%-8s %-16s %-36s %8s %8s %8s\n' batch '' 'us/click per run' median min max
 

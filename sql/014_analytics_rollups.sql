@@ -13,12 +13,16 @@
 --       click, no counting); the merge of compact_hourly_clicks turns them
 --       into counts (tops: {"browsers": {"Chrome": 12, ...}, ...}).
 --   link_daily_clicks         per link and UTC day: the same figures for
---       the day, added to by the merge; whole UTC days of a range are read
---       from it (1 row a day instead of 24) where no bucket needs hours.
+--       the day, for closed days only: rolled up once when the day has
+--       ended (stats_rollup_days, run by the merge), added to by the merge
+--       only for late rows; whole closed UTC days of a range are read
+--       from it (1 row a day instead of 24) where no bucket needs hours,
+--       the days from hourly_compaction.daily_through on from the hours.
 --   owner_hourly_clicks       per owner and UTC hour, and
 --   owner_daily_clicks        per owner and UTC day: the sums of the
 --       owner's links (pv, bots, the union of the sketches, top-list
---       counts), added to by the merge: an owner's statistics read 24 rows
+--       counts), the hours added to by the merge, the days closed days
+--       only, like link_daily_clicks: an owner's statistics read 24 rows
 --       (or 1) a day whatever the number of links.
 --
 -- The write path: a click costs the batch one more 8-element array in
@@ -53,6 +57,25 @@
 -- once per closed day instead of at every merge (the same run without the
 -- daily tiers' upserts: 22.7 us, so they are 6-9 us of it here).
 --
+-- Since then (helper "perf"): the daily tiers hold closed days only,
+-- rolled up once per day instead of updated at every merge, and the merge
+-- counts the top lists of all its pairs in one hashed query
+-- (stats_merge_tops) instead of two SQL function calls per (link, hour)
+-- (70-100 us each).  bench/write_cost.sh, batches of 5,000, 3 runs each,
+-- median, the three schemas back to back:
+--
+--                                    013        014 before   014 now
+--   batches, then one merge          19.1 us    26.4 us      27.9 us
+--   a merge every 2 batches          21.2-25.6  71.7-91.8    52.6-55.1
+--   (WRITE_COST_MERGE_EVERY=2: 10 clicks per link and merge)
+--
+-- So nothing measurable with one merge, about 40 % less with frequent
+-- merges, and still NOT within the bound (013's cost): counting in SQL
+-- costs about 1 us per distinct value per (link, hour) and merge (9 us
+-- per click at 10 clicks per link and merge), expanding the merged hour's
+-- map again at every merge about 4 us.  Left: counting in C in the
+-- flusher, or leaving the open hour's values uncounted until it ends.
+--
 -- Reads (1,100,000 clicks: 1,000,000 on one link over 30 days, 100,000
 -- over 999 more links of the same owner, 100 of them tagged; merged;
 -- loaded machine, warm session): link 30 days by day 27-43 ms (Europe/
@@ -61,6 +84,13 @@
 -- from the daily tier), owner 30 days by day 27-42 ms (Berlin 73-79 ms),
 -- a tag of 100 links 30 days 259-351 ms (NOT within 100 ms: a tag reads
 -- each link's rows, one sketch union per link and day, 40-80 us each).
+-- Since then (helper "perf"): a tag's rows are added up per bucket by the
+-- aggregate (stats_bucket_rows), the hours outside whole days are read as
+-- two index ranges, and stats_doc runs with jit off (JIT compiled the
+-- top-list query: 150 ms a call).  N=1000000 bench/stats.sh, back to
+-- back: a tag of 200 links over 30 days 671 -> 281 ms (median), still NOT
+-- within 100 ms (top lists: one jsonb map per link and day expanded; the
+-- hour-of-day and weekday figures read every hourly row of the links).
 -- Reads do not depend on the number of clicks, only on rows: hours or
 -- days x links (dense sketches are 2.5 kB whatever the count).
 --
@@ -179,6 +209,49 @@ $$;
 COMMENT ON FUNCTION shortlink.stats_tops_add(jsonb, jsonb) IS
     'The sum of two tops maps (see link_hourly_clicks.tops; NULL: empty)';
 
+-- The counting of a merge, for all its (link, hour) pairs in one query
+-- (hashed): per pair the counts of the batches' attrs (delta) and those
+-- plus the merged row's tops (tops).  One call per merge: a call per
+-- pair of stats_count_attrs and stats_tops_total cost 70-100 us each,
+-- 15-20 us per click with merges every 10,000 clicks.
+CREATE TYPE shortlink.stats_tops_row AS (code text, hour timestamptz,
+                                         tops jsonb, attrs text[]);
+
+CREATE FUNCTION shortlink.stats_merge_tops(p_rows shortlink.stats_tops_row[])
+RETURNS TABLE (code text, hour timestamptz, tops jsonb, delta jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+SET enable_hashagg = on
+AS $$
+    SELECT code, hour, jsonb_object_agg(list, m),
+           coalesce(jsonb_object_agg(list, d) FILTER (WHERE d IS NOT NULL), '{}')
+      FROM (SELECT code, hour, list, jsonb_object_agg(v, n) AS m,
+                   jsonb_object_agg(v, dn) FILTER (WHERE dn IS NOT NULL) AS d
+              FROM (SELECT code, hour, list, v, sum(n) AS n,
+                           sum(n) FILTER (WHERE attr) AS dn
+                      FROM (SELECT g.code, g.hour, t.key AS list, e.key AS v,
+                                   e.value::bigint AS n, false AS attr
+                              FROM unnest(p_rows) g, jsonb_each(g.tops) t,
+                                   jsonb_each(t.value) e
+                            UNION ALL
+                            SELECT g.code, g.hour,
+                                   (ARRAY['referrers', 'browsers', 'os', 'devices',
+                                          'countries', 'languages', 'networks',
+                                          'sources'])[(u.i - 1) % 8 + 1],
+                                   u.v, 1, true
+                              FROM unnest(p_rows) g,
+                                   unnest(g.attrs) WITH ORDINALITY u(v, i)
+                             WHERE u.v IS NOT NULL) c
+                     GROUP BY 1, 2, 3, 4) g
+             GROUP BY 1, 2, 3) l
+     GROUP BY 1, 2
+$$;
+
+COMMENT ON FUNCTION shortlink.stats_merge_tops(shortlink.stats_tops_row[]) IS
+    'The top-list counts of the rows of a merge per (code, hour): tops, '
+    'the sum of the merged rows'' tops and the attrs of the appended rows; '
+    'delta, the attrs'' counts alone ({} for none).  Pairs without any '
+    'value are left out';
+
 CREATE AGGREGATE shortlink.stats_tops_sum(jsonb) (
     SFUNC = array_append,
     STYPE = jsonb[],
@@ -267,6 +340,27 @@ COMMENT ON TABLE shortlink.owner_daily_clicks IS
     'Per owner and UTC day: the sum of owner_hourly_clicks of the day, kept '
     'equal to it by compact_hourly_clicks (same statement)';
 
+-- The daily tiers hold the closed UTC days only: the days before
+-- hourly_compaction.daily_through (the start of a UTC day), rolled up once
+-- when the day has ended (stats_rollup_days, run by the merge), and added
+-- to by a merge only for rows of such a day that come late (a backlog).
+-- Readers take the days from daily_through on from the hourly tiers.
+-- Updating the day at every merge instead cost 6-9 us per click.
+ALTER TABLE shortlink.hourly_compaction ADD COLUMN daily_through timestamptz;
+UPDATE shortlink.hourly_compaction
+   SET daily_through = date_bin('1 day', now(), timestamptz '1970-01-01 00:00:00+00');
+ALTER TABLE shortlink.hourly_compaction ALTER COLUMN daily_through SET NOT NULL;
+
+COMMENT ON COLUMN shortlink.hourly_compaction.daily_through IS
+    'link_daily_clicks and owner_daily_clicks hold the UTC days before this '
+    '(a day''s start), no later ones; see stats_rollup_days';
+
+-- the roll-up reads a day's merged rows by hour (appended rows have their
+-- own index)
+CREATE INDEX link_hourly_clicks_merged_hour
+    ON shortlink.link_hourly_clicks (hour) WHERE visitors IS NOT NULL;
+CREATE INDEX owner_hourly_clicks_hour ON shortlink.owner_hourly_clicks (hour);
+
 SET LOCAL enable_hashagg = off;
 
 INSERT INTO shortlink.owner_hourly_clicks
@@ -283,6 +377,7 @@ SELECT code, date_bin('1 day', hour, timestamptz '1970-01-01 00:00:00+00'),
        sum(pv), sum(bots), shortlink.hll_union_agg(visitors),
        shortlink.hll_union_agg(ips), shortlink.stats_tops_sum(tops)
   FROM shortlink.link_hourly_clicks
+ WHERE hour < (SELECT daily_through FROM shortlink.hourly_compaction)
  GROUP BY 1, 2;
 
 INSERT INTO shortlink.owner_daily_clicks
@@ -290,6 +385,7 @@ SELECT owner, date_bin('1 day', hour, timestamptz '1970-01-01 00:00:00+00'),
        sum(pv), sum(bots), shortlink.hll_union_agg(visitors),
        shortlink.hll_union_agg(ips), shortlink.stats_tops_sum(tops)
   FROM shortlink.owner_hourly_clicks
+ WHERE hour < (SELECT daily_through FROM shortlink.hourly_compaction)
  GROUP BY 1, 2;
 
 RESET enable_hashagg;
@@ -297,10 +393,69 @@ RESET enable_hashagg;
 
 -- --- the merge -----------------------------------------------------------------------
 
+-- The roll-up of the days that have ended: link_daily_clicks and
+-- owner_daily_clicks of the UTC days from daily_through to the start of
+-- today, recomputed from the days' merged hourly rows (so a second run,
+-- or a run after daily_through was moved back, changes nothing), and
+-- daily_through moved to today.  Rows of those days not merged yet are
+-- added to the days by the merge that merges them.  Once per day and link
+-- instead of once per merge: the merges of an open day touch only the
+-- hourly tiers.
+CREATE FUNCTION shortlink.stats_rollup_days()
+RETURNS integer
+LANGUAGE plpgsql
+SET enable_hashagg = off
+AS $$
+DECLARE
+    epoch   CONSTANT timestamptz := timestamptz '1970-01-01 00:00:00+00';
+    v_from  timestamptz;
+    v_to    timestamptz := date_bin('1 day', now(), epoch);
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('shortlink.link_hourly_clicks merge', 0));
+
+    SELECT daily_through INTO v_from FROM shortlink.hourly_compaction FOR UPDATE;
+    IF v_from >= v_to THEN
+        RETURN 0;
+    END IF;
+
+    DELETE FROM shortlink.link_daily_clicks WHERE day >= v_from AND day < v_to;
+    DELETE FROM shortlink.owner_daily_clicks WHERE day >= v_from AND day < v_to;
+
+    INSERT INTO shortlink.link_daily_clicks (code, day, pv, bots, visitors, ips, tops)
+    SELECT code, date_bin('1 day', hour, epoch), sum(pv), sum(bots),
+           shortlink.hll_union_agg(visitors), shortlink.hll_union_agg(ips),
+           shortlink.stats_tops_sum(tops)
+      FROM shortlink.link_hourly_clicks
+     WHERE visitors IS NOT NULL AND hour >= v_from AND hour < v_to
+     GROUP BY 1, 2;
+
+    INSERT INTO shortlink.owner_daily_clicks (owner, day, pv, bots, visitors, ips, tops)
+    SELECT owner, date_bin('1 day', hour, epoch), sum(pv), sum(bots),
+           shortlink.hll_union_agg(visitors), shortlink.hll_union_agg(ips),
+           shortlink.stats_tops_sum(tops)
+      FROM shortlink.owner_hourly_clicks
+     WHERE hour >= v_from AND hour < v_to
+     GROUP BY 1, 2;
+
+    UPDATE shortlink.hourly_compaction SET daily_through = v_to;
+
+    RETURN (extract(epoch FROM v_to - v_from) / 86400)::integer;
+END;
+$$;
+
+COMMENT ON FUNCTION shortlink.stats_rollup_days() IS
+    'Rolls the UTC days that ended since hourly_compaction.daily_through up '
+    'into link_daily_clicks and owner_daily_clicks (recomputed from the '
+    'merged hourly rows of those days) and moves daily_through to the start '
+    'of today; returns the days rolled up (0: nothing to do).  Run by '
+    'compact_hourly_clicks';
+
 -- compact_hourly_clicks of 010, which now also counts the batches' attrs
--- into tops and adds what it merges to link_daily_clicks,
--- owner_hourly_clicks and owner_daily_clicks, all in one statement: a
--- reader sees every tier before the merge or every tier after it
+-- into tops and adds what it merges to owner_hourly_clicks and, for rows
+-- of closed days (late: a backlog), to link_daily_clicks and
+-- owner_daily_clicks, all in one statement: a reader sees every tier
+-- before the merge or every tier after it.  It first rolls up the days
+-- that have ended (stats_rollup_days)
 CREATE OR REPLACE FUNCTION shortlink.compact_hourly_clicks(p_limit integer DEFAULT 5000)
 RETURNS integer
 LANGUAGE plpgsql
@@ -310,6 +465,7 @@ DECLARE
     epoch  CONSTANT timestamptz := timestamptz '1970-01-01 00:00:00+00';
     empty  CONSTANT shortlink.hll := shortlink.hll_empty(12, 5, -1, 1);
     n      integer;
+    closed timestamptz;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RAISE EXCEPTION 'compact_hourly_clicks: p_limit must be at least 1'
@@ -317,6 +473,9 @@ BEGIN
     END IF;
 
     PERFORM pg_advisory_xact_lock(hashtextextended('shortlink.link_hourly_clicks merge', 0));
+
+    PERFORM shortlink.stats_rollup_days();
+    SELECT daily_through INTO closed FROM shortlink.hourly_compaction;
 
     WITH hours AS (
         SELECT DISTINCT hour, code
@@ -329,21 +488,28 @@ BEGIN
          USING hours
          WHERE h.code = hours.code AND h.hour = hours.hour
         RETURNING h.*
+    ), counted AS MATERIALIZED (
+        -- every pair's counts in one go
+        SELECT *
+          FROM shortlink.stats_merge_tops(ARRAY(
+                   SELECT ROW(g.code, g.hour, g.tops, g.attrs)::shortlink.stats_tops_row
+                     FROM gone g))
     ), delta AS MATERIALIZED (
         -- what the batches added since the last merge
-        SELECT code, hour, sum(pv) AS pv, sum(bots) AS bots,
-               shortlink.hll_of(shortlink.array_cat_agg(visitor_hashes)) AS visitors,
-               shortlink.hll_of(shortlink.array_cat_agg(ip_hashes)) AS ips,
-               shortlink.stats_count_attrs(shortlink.array_cat_agg(attrs)) AS tops
-          FROM gone
-         WHERE visitors IS NULL
-         GROUP BY code, hour
+        SELECT d.*, coalesce(c.delta, '{}') AS tops,
+               coalesce(c.tops, '{}') AS all_tops
+          FROM (SELECT code, hour, sum(pv) AS pv, sum(bots) AS bots,
+                       shortlink.hll_of(shortlink.array_cat_agg(visitor_hashes)) AS visitors,
+                       shortlink.hll_of(shortlink.array_cat_agg(ip_hashes)) AS ips
+                  FROM gone
+                 WHERE visitors IS NULL
+                 GROUP BY code, hour) d
+          LEFT JOIN counted c ON c.code = d.code AND c.hour = d.hour
     ), kept AS MATERIALIZED (
         -- the merged row(s) already there
         SELECT code, hour, sum(pv) AS pv, sum(bots) AS bots,
                shortlink.hll_union_agg(visitors) AS visitors,
-               shortlink.hll_union_agg(ips) AS ips,
-               array_agg(tops) AS tops
+               shortlink.hll_union_agg(ips) AS ips
           FROM gone
          WHERE visitors IS NOT NULL
          GROUP BY code, hour
@@ -353,13 +519,13 @@ BEGIN
         SELECT d.code, d.hour, d.pv + coalesce(k.pv, 0), d.bots + coalesce(k.bots, 0),
                shortlink.hll_union(d.visitors, coalesce(k.visitors, empty)),
                shortlink.hll_union(d.ips, coalesce(k.ips, empty)),
-               CASE WHEN k.tops IS NULL THEN d.tops
-                    ELSE shortlink.stats_tops_total(k.tops || d.tops) END
+               d.all_tops
           FROM delta d
           LEFT JOIN kept k ON k.code = d.code AND k.hour = d.hour
         RETURNING 1
     ), daily AS (
-        -- a day's stored figures plus the new ones; the counts summed in
+        -- a closed day's stored figures plus the new ones (late rows; the
+        -- open days are rolled up once they end); the counts summed in
         -- one go
         INSERT INTO shortlink.link_daily_clicks AS t
                (code, day, pv, bots, visitors, ips, tops)
@@ -371,6 +537,7 @@ BEGIN
                        shortlink.hll_union_agg(ips) AS ips,
                        array_agg(tops) AS maps
                   FROM delta
+                 WHERE hour < closed
                  GROUP BY 1, 2) x
           LEFT JOIN shortlink.link_daily_clicks t ON t.code = x.code AND t.day = x.day
         ON CONFLICT (code, day) DO UPDATE
@@ -415,6 +582,7 @@ BEGIN
                        shortlink.hll_union_agg(ips) AS ips,
                        shortlink.array_cat_agg(maps) AS maps
                   FROM od
+                 WHERE hour < closed
                  GROUP BY 1, 2) x
           LEFT JOIN shortlink.owner_daily_clicks o ON o.owner = x.owner AND o.day = x.day
         ON CONFLICT (owner, day) DO UPDATE
@@ -434,8 +602,10 @@ COMMENT ON FUNCTION shortlink.compact_hourly_clicks(integer) IS
     'Merges the rows of up to p_limit (code, hour) pairs that have rows '
     'appended by batches into one row each (sums, union of the sketches, '
     'attrs counted into tops: the figures do not change) and adds what it '
-    'merged to link_daily_clicks, owner_hourly_clicks and '
-    'owner_daily_clicks; oldest hours '
+    'merged to owner_hourly_clicks and, for hours of days already rolled '
+    'up (before hourly_compaction.daily_through), to link_daily_clicks and '
+    'owner_daily_clicks; first rolls up the days that ended '
+    '(stats_rollup_days); oldest hours '
     'first; returns how many pairs it merged.  record_clicks calls it every '
     '10 seconds at most; call it in a loop until it returns 0 to merge '
     'everything, e.g. after a backlog';
@@ -683,14 +853,16 @@ COMMENT ON FUNCTION shortlink.drop_click_sets(timestamptz) IS
 
 -- --- reading ------------------------------------------------------------------------------
 
--- the whole UTC days of [p_from, p_to): [d_from, d_to), empty when
--- d_from >= d_to
+-- the whole UTC days of [p_from, p_to) that the daily tiers hold (closed
+-- days, before hourly_compaction.daily_through): [d_from, d_to), empty
+-- when d_from >= d_to; every hour outside it is read from the hourly tiers
 CREATE FUNCTION shortlink.stats_days(p_from timestamptz, p_to timestamptz,
                                      OUT d_from timestamptz, OUT d_to timestamptz)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE AS $$
     SELECT date_bin('1 day', p_from + interval '1 day' - interval '1 microsecond',
                     timestamptz '1970-01-01 00:00:00+00'),
-           date_bin('1 day', p_to, timestamptz '1970-01-01 00:00:00+00')
+           least(date_bin('1 day', p_to, timestamptz '1970-01-01 00:00:00+00'),
+                 (SELECT daily_through FROM shortlink.hourly_compaction))
 $$;
 
 -- the rows of a link set or an owner in [p_from, p_to), oldest first,
@@ -708,10 +880,17 @@ CREATE FUNCTION shortlink.stats_rows(p_codes text[], p_owner text,
 RETURNS TABLE (t timestamptz, pv bigint, bots bigint,
                visitors shortlink.hll, ips shortlink.hll)
 LANGUAGE sql STABLE AS $$
-    WITH b AS (
+    WITH d AS (
         SELECT CASE WHEN p_daily THEN d.d_from ELSE p_to END AS d_from,
                CASE WHEN p_daily THEN d.d_to ELSE p_to END AS d_to
           FROM shortlink.stats_days(p_from, p_to) d
+    ), b AS (
+        -- the hours outside the days: [p_from, a_to) and [b_from, p_to),
+        -- two index ranges (a filter on the hour read every hour of the
+        -- range: 144,000 rows for 200 links over 30 days)
+        SELECT d.d_from, d.d_to, least(d.d_from, p_to) AS a_to,
+               greatest(d.d_to, least(d.d_from, p_to)) AS b_from
+          FROM d
     )
     SELECT r.*
       FROM (SELECT x.day, x.pv, x.bots, x.visitors, x.ips
@@ -719,13 +898,24 @@ LANGUAGE sql STABLE AS $$
              WHERE p_owner IS NULL AND x.code = ANY (p_codes)
                AND x.day >= b.d_from AND x.day < b.d_to
             UNION ALL
-            SELECT h.hour, h.pv, h.bots,
-                   coalesce(h.visitors, shortlink.hll_of(h.visitor_hashes)),
-                   coalesce(h.ips, shortlink.hll_of(h.ip_hashes))
+            SELECT h.hour, h.pv, h.bots, h.visitors, h.ips
               FROM shortlink.link_hourly_clicks h, b
              WHERE p_owner IS NULL AND h.code = ANY (p_codes)
+               AND h.hour >= p_from AND h.hour < b.a_to
+               AND h.visitors IS NOT NULL
+            UNION ALL
+            SELECT h.hour, h.pv, h.bots, h.visitors, h.ips
+              FROM shortlink.link_hourly_clicks h, b
+             WHERE p_owner IS NULL AND h.code = ANY (p_codes)
+               AND h.hour >= b.b_from AND h.hour < p_to
+               AND h.visitors IS NOT NULL
+            UNION ALL
+            SELECT h.hour, h.pv, h.bots, shortlink.hll_of(h.visitor_hashes),
+                   shortlink.hll_of(h.ip_hashes)
+              FROM shortlink.link_hourly_clicks h
+             WHERE p_owner IS NULL AND h.code = ANY (p_codes)
                AND h.hour >= p_from AND h.hour < p_to
-               AND (h.visitors IS NULL OR h.hour < b.d_from OR h.hour >= b.d_to)
+               AND h.visitors IS NULL
             UNION ALL
             SELECT x.day, x.pv, x.bots, x.visitors, x.ips
               FROM shortlink.owner_daily_clicks x, b
@@ -735,8 +925,12 @@ LANGUAGE sql STABLE AS $$
             SELECT o.hour, o.pv, o.bots, o.visitors, o.ips
               FROM shortlink.owner_hourly_clicks o, b
              WHERE p_owner IS NOT NULL AND o.owner = p_owner
-               AND o.hour >= p_from AND o.hour < p_to
-               AND (o.hour < b.d_from OR o.hour >= b.d_to)
+               AND o.hour >= p_from AND o.hour < b.a_to
+            UNION ALL
+            SELECT o.hour, o.pv, o.bots, o.visitors, o.ips
+              FROM shortlink.owner_hourly_clicks o, b
+             WHERE p_owner IS NOT NULL AND o.owner = p_owner
+               AND o.hour >= b.b_from AND o.hour < p_to
             UNION ALL
             SELECT h.hour, h.pv, h.bots, shortlink.hll_of(h.visitor_hashes),
                    shortlink.hll_of(h.ip_hashes)
@@ -749,6 +943,33 @@ LANGUAGE sql STABLE AS $$
                AND h.visitors IS NULL
                AND h.hour >= p_from AND h.hour < p_to) r
      ORDER BY 1
+$$;
+
+-- the rows of stats_rows added up per bucket (t: the bucket's start, an
+-- hour or a local day in p_tz), oldest first: for link sets, where a
+-- bucket has a row per link (a tag of 100 links over 30 days: 3,000
+-- rows), the extension's aggregate unions the sketches (5-10 us a row)
+-- where stats_doc's hll_union per row cost 40-80 us (it packs the sketch
+-- each time); one 128 kB state per bucket, hence sorted, not hashed
+CREATE FUNCTION shortlink.stats_bucket_rows(p_codes text[], p_owner text,
+                                            p_from timestamptz, p_to timestamptz,
+                                            p_daily boolean, p_interval text,
+                                            p_tz text)
+RETURNS TABLE (t timestamptz, pv bigint, bots bigint,
+               visitors shortlink.hll, ips shortlink.hll)
+LANGUAGE sql STABLE
+SET enable_hashagg = off
+AS $$
+    SELECT x.b, sum(x.pv)::bigint, sum(x.bots)::bigint,
+           shortlink.hll_union_agg(x.visitors), shortlink.hll_union_agg(x.ips)
+      FROM (SELECT h.*,
+                   CASE p_interval
+                   WHEN 'hour' THEN h.t
+                   ELSE ((h.t AT TIME ZONE p_tz)::date::timestamp AT TIME ZONE p_tz)
+                   END AS b
+              FROM shortlink.stats_rows(p_codes, p_owner, p_from, p_to, p_daily) h) x
+     GROUP BY x.b
+     ORDER BY x.b
 $$;
 
 -- pv per hour of a link set or an owner in [p_from, p_to) (for the
@@ -785,7 +1006,10 @@ CREATE FUNCTION shortlink.stats_top(p_codes text[], p_owner text,
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     WITH b AS (
-        SELECT * FROM shortlink.stats_days(p_from, p_to)
+        -- the hours outside the days as two index ranges (see stats_rows)
+        SELECT d.d_from, d.d_to, least(d.d_from, p_to) AS a_to,
+               greatest(d.d_to, least(d.d_from, p_to)) AS b_from
+          FROM shortlink.stats_days(p_from, p_to) d
     ), r AS (
         SELECT x.tops, NULL::text[] AS attrs
           FROM shortlink.link_daily_clicks x, b
@@ -795,8 +1019,12 @@ LANGUAGE sql STABLE AS $$
         SELECT h.tops, NULL
           FROM shortlink.link_hourly_clicks h, b
          WHERE p_owner IS NULL AND h.code = ANY (p_codes)
-           AND h.hour >= p_from AND h.hour < p_to AND h.visitors IS NOT NULL
-           AND (h.hour < b.d_from OR h.hour >= b.d_to)
+           AND h.hour >= p_from AND h.hour < b.a_to AND h.visitors IS NOT NULL
+        UNION ALL
+        SELECT h.tops, NULL
+          FROM shortlink.link_hourly_clicks h, b
+         WHERE p_owner IS NULL AND h.code = ANY (p_codes)
+           AND h.hour >= b.b_from AND h.hour < p_to AND h.visitors IS NOT NULL
         UNION ALL
         SELECT x.tops, NULL
           FROM shortlink.owner_daily_clicks x, b
@@ -806,8 +1034,12 @@ LANGUAGE sql STABLE AS $$
         SELECT o.tops, NULL
           FROM shortlink.owner_hourly_clicks o, b
          WHERE p_owner IS NOT NULL AND o.owner = p_owner
-           AND o.hour >= p_from AND o.hour < p_to
-           AND (o.hour < b.d_from OR o.hour >= b.d_to)
+           AND o.hour >= p_from AND o.hour < b.a_to
+        UNION ALL
+        SELECT o.tops, NULL
+          FROM shortlink.owner_hourly_clicks o, b
+         WHERE p_owner IS NOT NULL AND o.owner = p_owner
+           AND o.hour >= b.b_from AND o.hour < p_to
         UNION ALL
         SELECT NULL, h.attrs
           FROM shortlink.link_hourly_clicks h
@@ -918,6 +1150,9 @@ CREATE FUNCTION shortlink.stats_doc(p_codes text[], p_owner text, p_from timesta
                                     p_who text)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+-- the planner's estimates for jsonb_each and unnest (100 rows a call)
+-- turn JIT on for the top lists: compiling cost 150 ms a call
+SET jit = off
 AS $$
 DECLARE
     epoch    CONSTANT timestamptz := timestamptz '1970-01-01 00:00:00+00';
@@ -1020,6 +1255,13 @@ BEGIN
                ELSE ((h.t AT TIME ZONE p_tz)::date::timestamp AT TIME ZONE p_tz)
                END AS t
           FROM shortlink.stats_rows(p_codes, p_owner, v_from, v_to, aligned) h
+         WHERE p_owner IS NOT NULL OR cardinality(p_codes) <= 1
+        UNION ALL
+        -- link sets: added up per bucket first
+        SELECT g.pv, g.bots, g.visitors, g.ips, g.t
+          FROM shortlink.stats_bucket_rows(p_codes, p_owner, v_from, v_to, aligned,
+                                           p_interval, p_tz) g
+         WHERE p_owner IS NULL AND cardinality(p_codes) > 1
     LOOP
         WHILE starts[bi] < r.t LOOP
             items := array_append(items, shortlink.stats_bucket(starts[bi], p_tz,

@@ -1265,7 +1265,9 @@ LANGUAGE sql STABLE AS $$
     WITH b AS (
         SELECT date_bin('1 day', p_from + interval '1 day' - interval '1 microsecond',
                         timestamptz '1970-01-01 00:00:00+00') AS d_from,
-               date_bin('1 day', p_to, timestamptz '1970-01-01 00:00:00+00') AS d_to,
+               -- the daily tier holds the closed days only (sql/014)
+               least(date_bin('1 day', p_to, timestamptz '1970-01-01 00:00:00+00'),
+                     (SELECT daily_through FROM shortlink.hourly_compaction)) AS d_to,
                array_position(shortlink.stats_lists(), 'sources') AS pos,
                cardinality(shortlink.stats_lists()) AS n
     ), r AS (

@@ -284,6 +284,58 @@ is($st, 400, 'GET /stats with a malformed tag: 400');
 ($st, $b) = api('POST', '/stats', undef, $bob);
 is($st, 405, 'POST /stats: 405');
 
+# --- the daily tiers hold closed days only, rolled up once ------------------------
+
+# days from daily_through on are open: a merge leaves their daily rows
+# alone, readers take their hours; the roll-up then builds them (here:
+# daily_through moved back to before the suite's days, as if they had
+# not ended yet; the roll-up recomputes every day since, so other
+# suites' days stay right too)
+my $day_pv = sub {
+    my ($table, $key, $value) = @_;
+    return sql_value("SELECT coalesce(sum(pv), 0) FROM shortlink.$table
+                       WHERE $key = '$value' AND day = '2026-10-25 00:00+00'");
+};
+# today is open: merged into the hourly tiers only
+is(record([ "${P}a", sql_value("SELECT now() - interval '1 minute'"), 'v7', $ex ]), 1,
+   'a click today');
+merge_all();
+is(sql_value("SELECT count(*) FROM shortlink.link_daily_clicks
+               WHERE day >= (SELECT daily_through FROM shortlink.hourly_compaction)"),
+   0, 'today is not in the daily tier');
+is(stats("${P}a", sql_value("SELECT date_bin('1 day', now(), timestamptz '1970-01-01 00:00+00')"),
+         sql_value("SELECT now() + interval '1 hour'"))->{totals}{pv}, 1,
+   'but in its statistics');
+my $link_day = $day_pv->('link_daily_clicks', 'code', "${P}a");
+my $owner_day = $day_pv->('owner_daily_clicks', 'owner', "$P-a");
+cmp_ok($link_day, '>', 0, 'a closed day is in the daily tier');
+%before = map { $_->[0] => $_->[1]->() } @cases;
+sql("UPDATE shortlink.hourly_compaction
+        SET daily_through = '2026-10-24 00:00+00'");
+is_deeply($_->[1]->(), $before{ $_->[0] }, "$_->[0]: the same read from hours")
+    for @cases;
+is(record([ "${P}a", '2026-10-25 02:10:00+00', 'v6', $ex ]), 1,
+   'a click on a day not rolled up');
+my %open = map { $_->[0] => $_->[1]->() } @cases;
+is($open{'link, UTC days'}{totals}{pv},
+   $before{'link, UTC days'}{totals}{pv} + 1, 'counted before the merge');
+is($day_pv->('link_daily_clicks', 'code', "${P}a"), $link_day,
+   'the open day\'s daily row untouched so far');
+merge_all();   # rolls up [2026-10-24, today) first, then merges
+is(sql_value('SELECT daily_through FROM shortlink.hourly_compaction'),
+   sql_value("SELECT date_bin('1 day', now(), timestamptz '1970-01-01 00:00+00')"),
+   'the merge rolled the ended days up: daily_through is today');
+is($day_pv->('link_daily_clicks', 'code', "${P}a"), $link_day + 1,
+   'the link\'s day has the new click');
+is($day_pv->('owner_daily_clicks', 'owner', "$P-a"), $owner_day + 1,
+   'the owner\'s day too');
+is_deeply($_->[1]->(), $open{ $_->[0] }, "$_->[0]: the same after the roll-up")
+    for @cases;
+is(sql_value("SELECT count(*) FROM shortlink.link_daily_clicks
+               WHERE day >= (SELECT daily_through FROM shortlink.hourly_compaction)"),
+   0, 'no open day in the daily tier');
+is(sql_value('SELECT shortlink.stats_rollup_days()'), 0, 'a second roll-up: nothing to do');
+
 cleanup();
 sql("UPDATE shortlink.hourly_compaction SET last_run = '-infinity'");
 
