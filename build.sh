@@ -255,7 +255,9 @@ cmd_test() {
     trap stop_services EXIT
     trap 'exit 130' INT TERM
 
-    start_services 15432
+    # SHORTLINK_TEST_PORT_BASE: where the search for free PostgreSQL (and,
+    # 1000 above, Redis) ports starts; give concurrent runs different ones
+    start_services "${SHORTLINK_TEST_PORT_BASE:-15432}"
 
     export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
     export TEST_NGINX_LOAD_MODULES=$MODULE_SO
