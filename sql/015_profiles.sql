@@ -1270,16 +1270,27 @@ LANGUAGE sql STABLE AS $$
                      (SELECT daily_through FROM shortlink.hourly_compaction)) AS d_to,
                array_position(shortlink.stats_lists(), 'sources') AS pos,
                cardinality(shortlink.stats_lists()) AS n
+    ), h AS (
+        -- the hours outside the whole days: [p_from, a_to) and [b_from,
+        -- p_to), two index ranges (a filter on the hour would read every
+        -- hour of the range)
+        SELECT CASE WHEN b.d_to > b.d_from THEN b.d_from ELSE p_to END AS a_to,
+               CASE WHEN b.d_to > b.d_from THEN b.d_to ELSE p_to END AS b_from
+          FROM b
     ), r AS (
         SELECT t.code, (t.tops -> 'sources' ->> 'profile')::bigint AS n
           FROM shortlink.link_daily_clicks t, b
          WHERE t.code = ANY (p_codes) AND t.day >= b.d_from AND t.day < b.d_to
         UNION ALL
-        SELECT h.code, (h.tops -> 'sources' ->> 'profile')::bigint
-          FROM shortlink.link_hourly_clicks h, b
-         WHERE h.code = ANY (p_codes) AND h.hour >= p_from AND h.hour < p_to
-           AND h.visitors IS NOT NULL
-           AND NOT (h.hour >= b.d_from AND h.hour < b.d_to)
+        SELECT x.code, (x.tops -> 'sources' ->> 'profile')::bigint
+          FROM shortlink.link_hourly_clicks x, h
+         WHERE x.code = ANY (p_codes) AND x.hour >= p_from AND x.hour < h.a_to
+           AND x.visitors IS NOT NULL
+        UNION ALL
+        SELECT x.code, (x.tops -> 'sources' ->> 'profile')::bigint
+          FROM shortlink.link_hourly_clicks x, h
+         WHERE x.code = ANY (p_codes) AND x.hour >= h.b_from AND x.hour < p_to
+           AND x.visitors IS NOT NULL
         UNION ALL
         SELECT h.code, (SELECT count(*) FROM unnest(h.attrs) WITH ORDINALITY u(v, i)
                          WHERE (u.i - 1) % b.n + 1 = b.pos AND u.v = 'profile')
