@@ -357,11 +357,16 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
 static size_t
 ngx_http_shortlink_language(ngx_http_request_t *r, u_char *lang)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_uint_t                       i;
+    ngx_list_part_t                 *part;
+    ngx_table_elt_t                 *h;
+    ngx_http_shortlink_main_conf_t  *smcf;
 
-    if (r->method != NGX_HTTP_GET) {
+    /* no click is recorded without a queue, nor for HEAD: no header scan */
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_shortlink_module);
+
+    if (smcf->queue == NULL || r->method != NGX_HTTP_GET) {
         return 0;
     }
 
