@@ -33,7 +33,7 @@ PACKAGES=(
     nginx nginx-dev build-essential
     libhiredis-dev libpq-dev libbloom-dev libmurmurhash-dev
     libqrencode-dev zlib1g-dev libssl-dev zbar-tools
-    postgresql postgresql-15-hll redis-server
+    postgresql postgresql-15-hll postgresql-server-dev-15 redis-server
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
     libtext-diff-perl liburi-perl libwww-perl libhttp-message-perl
     libipc-run-perl
@@ -164,6 +164,30 @@ as_postgres() {
     fi
 }
 
+# the shortlink_tops extension (pgext/, sql/021), built against the
+# server's headers and installed where the server loads extensions from
+# (as root: sudo otherwise), unless the installed files are these already
+install_pgext() {
+    local dir=$ROOT/pgext libdir extdir sudo=
+
+    make -s -C "$dir" PG_CONFIG="$PG_BIN/pg_config" >"$RUN_DIR/pgext.log" 2>&1 \
+        || { cat "$RUN_DIR/pgext.log"; die "building pgext failed"; }
+
+    libdir=$("$PG_BIN/pg_config" --pkglibdir)
+    extdir=$("$PG_BIN/pg_config" --sharedir)/extension
+
+    cmp -s "$dir/shortlink_tops.so" "$libdir/shortlink_tops.so" \
+        && cmp -s "$dir/shortlink_tops.control" "$extdir/shortlink_tops.control" \
+        && cmp -s "$dir/shortlink_tops--1.0.sql" "$extdir/shortlink_tops--1.0.sql" \
+        && return 0
+
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo make -s -C "$dir" PG_CONFIG="$PG_BIN/pg_config" install \
+        >"$RUN_DIR/pgext.log" 2>&1 \
+        || { cat "$RUN_DIR/pgext.log"; die "installing pgext failed"; }
+    log "installed the shortlink_tops extension in $libdir"
+}
+
 start_services() {
     local base_port=${1:-15432}
 
@@ -174,6 +198,8 @@ start_services() {
     chmod 755 "$RUN_DIR"
     mkdir "$RUN_DIR/pg"
     [ "$(id -u)" -eq 0 ] && chown postgres: "$RUN_DIR/pg"
+
+    install_pgext
 
     PG_PORT=$(free_port "$base_port")
     REDIS_PORT=$(free_port $((base_port + 1000)))
