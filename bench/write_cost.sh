@@ -24,8 +24,11 @@
 # batch in public.bench_batches, so a run measures record_clicks() and the
 # reading of its arguments, not their generation.  Before the run a
 # warm-up batch of 200 clicks (other event ids) fills the backend's caches
-# and plans.  The clicks lie within 200 seconds of one UTC hour, two hours
-# ago (a flush writes clicks seconds old: one hour per link and batch),
+# and plans.  The clicks lie within 200 seconds of one UTC hour, the
+# current one (a flush writes clicks seconds old: one hour per link and
+# batch; WRITE_COST_HOUR=closed puts them two hours back, as a backlog
+# would: since sql/022 a merge folds such an hour at once, where it only
+# appends to an open one),
 # codes round-robin over the links, 320 user agents (browsers, OSes,
 # devices, some bots), 50 referrer hosts, extra fields country (20 values)
 # and language (12 values).
@@ -45,6 +48,8 @@ REPS=${1:-5}
 BATCHES=${WRITE_COST_BATCHES:-"5000 20000"}
 CLICKS=${WRITE_COST_CLICKS:-200000}
 MERGE_EVERY=${WRITE_COST_MERGE_EVERY:-0}
+HOURS_BACK=0
+[ "${WRITE_COST_HOUR:-current}" = closed ] && HOURS_BACK=2
 LINKS=1000
 
 install_packages
@@ -81,7 +86,7 @@ SELECT k, CASE k % 8
 CREATE TABLE public.bench_clicks AS
 SELECT i,
        md5('event ' || i)::uuid AS event_id,
-       (extract(epoch FROM date_trunc('hour', now()) - interval '2 hours')
+       (extract(epoch FROM date_trunc('hour', now()) - interval '$HOURS_BACK hours')
            * 1000)::bigint + 600000 + i % 200000 AS ms,
        'w' || (1 + i % $LINKS) AS code,
        format('10.%s.%s.%s', (i >> 16) & 255, (i >> 8) & 255, i & 255) AS ip,
@@ -158,7 +163,17 @@ $(for ((b = 0; b < (CLICKS + size - 1) / size; b++)); do
     fi
 done)
 \! awk '{ print \$14 + \$15 }' /proc/\$BENCH_PID/stat >> \$BENCH_OUT; date +%s.%N >> \$BENCH_OUT
-DO \$\$ BEGIN WHILE shortlink.compact_hourly_clicks(5000) > 0 LOOP END LOOP; END \$\$;
+DO \$\$
+BEGIN
+    -- since 022: the open hour folded too, as the first merge after it
+    -- closed would, so that + merge is everything a click costs
+    IF to_regprocedure('shortlink.compact_hourly_clicks(integer,timestamptz)') IS NOT NULL THEN
+        WHILE shortlink.compact_hourly_clicks(5000, 'infinity') > 0 LOOP END LOOP;
+    ELSE
+        WHILE shortlink.compact_hourly_clicks(5000) > 0 LOOP END LOOP;
+    END IF;
+END
+\$\$;
 \! awk '{ print \$14 + \$15 }' /proc/\$BENCH_PID/stat >> \$BENCH_OUT; date +%s.%N >> \$BENCH_OUT
 SQL
 

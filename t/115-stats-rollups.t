@@ -1,8 +1,9 @@
-# Statistics from rollups only (sql/014), without nginx: day buckets and
-# distributions in a time zone across the 2026-10-25 Europe/Berlin DST
-# change, today, new vs returning visitors, the top lists of extra fields,
-# set_stats of an owner and of a tag, the same answers before and after
-# the merge and after a purge of the raw clicks, and the API's 400/403.
+# Statistics from rollups only (sql/014, 021, 022), without nginx: day
+# buckets and distributions in a time zone across the 2026-10-25
+# Europe/Berlin DST change, today, new vs returning visitors, the top
+# lists of extra fields, set_stats of an owner and of a tag, the same
+# answers before and after the merge and after a purge of the raw clicks,
+# the API's 400/403, and open hours (partial rows, folded once closed).
 #
 # Codes start with "t115", owners with "t115-"; everything is removed at
 # the start and at the end.  The purge part uses January 2002 (retention
@@ -335,6 +336,68 @@ is(sql_value("SELECT count(*) FROM shortlink.link_daily_clicks
                WHERE day >= (SELECT daily_through FROM shortlink.hourly_compaction)"),
    0, 'no open day in the daily tier');
 is(sql_value('SELECT shortlink.stats_rollup_days()'), 0, 'a second roll-up: nothing to do');
+
+
+# --- open hours: a merge appends a partial row, the closed hour is folded (022) --
+
+sql(qq{INSERT INTO shortlink.links (code, url, owner) VALUES
+       ('${P}o', 'https://example.com/o', '$P-o')});
+my $rows = sub {   # rows of the link: all/partial/appended
+    return sql_value("SELECT count(*) || '/' || count(*) FILTER (WHERE partial)
+                             || '/' || count(*) FILTER (WHERE visitors IS NULL)
+                        FROM shortlink.link_hourly_clicks WHERE code = '${P}o'");
+};
+my $now = sql_value('SELECT now()');
+is(record(map { [ "${P}o", $now, $_, $ex ] } qw(v1 v2 v1)), 3, 'three clicks now');
+merge_all();
+is($rows->(), '1/1/0', 'the merge made a partial row of the open hour');
+is(record(map { [ "${P}o", $now, $_, $ex ] } qw(v3 v1)), 2, 'two more');
+merge_all();
+is($rows->(), '2/2/0', 'the next merge another one, the first left alone');
+my $o_range = [ sql_value("SELECT date_bin('1 hour', now(), timestamptz '1970-01-01 00:00+00')
+                                  - interval '1 hour'"),
+                sql_value("SELECT now() + interval '1 hour'") ];
+my @o_cases = (
+    [ 'link by hour', sub { stats("${P}o", @$o_range, 'hour') } ],
+    [ 'link by day',  sub { stats("${P}o", @$o_range, 'day', 'Europe/Berlin') } ],
+    [ 'owner',        sub { set_stats("$P-o", undef, @$o_range, 'hour') } ],
+);
+my %o_before = map { $_->[0] => $_->[1]->() } @o_cases;
+is_deeply([ @{ $o_before{'link by hour'}{totals} }{qw(pv uv)} ], [ 5, 3 ],
+          'the partial rows add up: 5 clicks, 3 visitors');
+is_deeply([ map { "$_->{pv} $_->{uv}" } grep { $_->{pv} }
+            @{ $o_before{'link by hour'}{series} } ], [ '5 3' ],
+          'in one hourly bucket');
+is($o_before{'link by hour'}{top}{browsers}[0]{count}, 5, 'top lists too');
+is_deeply([ @{ $o_before{owner}{totals} }{qw(pv uv)} ], [ 5, 3 ], 'and the owner');
+sql(q{DO $$ BEGIN
+          WHILE shortlink.compact_hourly_clicks(5000, 'infinity') > 0 LOOP END LOOP;
+      END $$});
+is($rows->(), '1/0/0', 'folded into one row once the hour counts as closed');
+is_deeply($_->[1]->(), $o_before{ $_->[0] }, "$_->[0]: the same after the fold")
+    for @o_cases;
+
+my $earlier = sql_value("SELECT now() - interval '3 hours'");
+is(record([ "${P}o", $earlier, 'v4', $ex ]), 1, 'a click three hours ago');
+merge_all();
+is(sql_value("SELECT count(*) || '/' || count(*) FILTER (WHERE partial)
+                FROM shortlink.link_hourly_clicks
+               WHERE code = '${P}o' AND hour < now() - interval '2 hours'"),
+   '1/0', 'a closed hour is folded at once');
+is(record([ "${P}o", $earlier, 'v5', $ex ]), 1, 'another one');
+sql(q{SELECT shortlink.compact_hourly_clicks(5000, '-infinity')});
+is(sql_value("SELECT count(*) || '/' || count(*) FILTER (WHERE partial)
+                FROM shortlink.link_hourly_clicks
+               WHERE code = '${P}o' AND hour < now() - interval '2 hours'"),
+   '2/1', 'merged as if the hour were open: a partial row beside the folded one');
+merge_all();
+is(sql_value("SELECT count(*) || '/' || count(*) FILTER (WHERE partial) || '/' || sum(pv)
+                FROM shortlink.link_hourly_clicks
+               WHERE code = '${P}o' AND hour < now() - interval '2 hours'"),
+   '1/0/2', 'the next merge folds the closed hour\'s partial row in');
+is(stats("${P}o", sql_value("SELECT now() - interval '4 hours'"),
+         sql_value("SELECT now() + interval '1 hour'"))->{totals}{pv}, 7,
+   'every click counted once');
 
 cleanup();
 sql("UPDATE shortlink.hourly_compaction SET last_run = '-infinity'");
