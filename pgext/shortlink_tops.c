@@ -175,6 +175,7 @@ static void
 tops_table_add_map(tops_table_t *t, Jsonb *jb)
 {
     int                  depth, list;
+    bool                 err;
     int64                n;
     JsonbValue           v, key;
     JsonbIterator       *it;
@@ -234,8 +235,13 @@ tops_table_add_map(tops_table_t *t, Jsonb *jb)
                          errmsg("tops: a top-list map must map list names "
                                 "to objects of counts")));
             }
-            n = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-                                  NumericGetDatum(v.val.numeric)));
+            /* nearly every count fits 32 bits: no function call then */
+            err = false;
+            n = numeric_int4_opt_error(v.val.numeric, &err);
+            if (err) {
+                n = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+                                      NumericGetDatum(v.val.numeric)));
+            }
             tops_table_add(t, list, key.val.string.val, key.val.string.len,
                            n);
             break;
