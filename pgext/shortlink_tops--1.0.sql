@@ -42,3 +42,10 @@ CREATE FUNCTION @extschema@.tops_count(text[])
 RETURNS jsonb
 LANGUAGE C IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'tops_count';
+
+-- the sketch shortlink.hll_of() builds, while it has at most 320 distinct
+-- values (explicit); NULL beyond (see shortlink_tops.c)
+CREATE FUNCTION @extschema@.hll_explicit_of(bigint[])
+RETURNS @extschema@.hll
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'hll_explicit_of';

@@ -1,7 +1,8 @@
-# The shortlink_tops extension (pgext/, sql/021) on its own, without
+# The shortlink_tops extension (pgext/, sql/021, 025) on its own, without
 # nginx: counting attrs arrays (rows of 8 values, lists in the order of
 # shortlink.stats_lists()), adding up top-list maps, the aggregate over
-# both, NULLs, large counts, and what it refuses.  The figures of the
+# both, NULLs, large counts, and what it refuses; and hll_explicit_of,
+# byte for byte against the hll extension's own aggregate.  The figures of the
 # statistics built on it are checked against a ground truth by t/114.
 
 use strict;
@@ -100,5 +101,43 @@ is(sql_value("SELECT shortlink.tops_count(array_agg(
                   ARRAY['r' || (i % 7), NULL, NULL, NULL, NULL, NULL, NULL, NULL]))->'referrers'->>'r3'
                 FROM generate_series(1, 7000) i"),
    1000, '7,000 values of 7 kinds: 1,000 each');
+
+
+# hll_explicit_of (sql/025): the same bytes as the hll extension's
+# aggregate for every sketch of up to 320 distinct values, NULL beyond
+my $agg = q{(SELECT coalesce(shortlink.hll_add_agg(shortlink.hll_hash_bigint(h), 12, 5, -1, 1),
+                             shortlink.hll_empty(12, 5, -1, 1))
+               FROM unnest(a) h)};
+my $arrays = q{
+    WITH s AS (SELECT n, ARRAY(SELECT hashtextextended('v' || n || '-' || (i % n), 0)
+                                 FROM generate_series(1, n + n / 3) i) AS a
+                 FROM unnest(ARRAY[1, 2, 3, 5, 17, 50, 199, 200, 319, 320, 321, 322,
+                                   500, 2000, 5000]) n
+               UNION ALL SELECT 0, '{}'::bigint[]
+               UNION ALL SELECT -1, ARRAY[1, NULL, 2, 1]::bigint[]
+               UNION ALL SELECT -2, ARRAY[-9223372036854775808, 9223372036854775807, 0,
+                                          -1]::bigint[])};
+is(sql_value("$arrays
+              SELECT coalesce(string_agg(n::text, ',' ORDER BY n), 'none')
+                FROM s WHERE shortlink.hll_of(a)::text <> ${agg}::text"),
+   'none', 'hll_of: the same sketch as the extension\'s aggregate, whatever the size');
+is(sql_value("$arrays
+              SELECT string_agg(n::text, ',' ORDER BY n)
+                FROM s WHERE shortlink.hll_explicit_of(a) IS NOT NULL"),
+   '-2,-1,0,1,2,3,5,17,50,199,200,319,320',
+   'written by hll_explicit_of up to 320 distinct values (the rest: the aggregate)');
+is(sql_value("$arrays
+              SELECT string_agg(n || ':' || shortlink.hll_cardinality(shortlink.hll_of(a)),
+                                ' ' ORDER BY n)
+                FROM s WHERE n BETWEEN 0 AND 320"),
+   '0:0 1:1 2:2 3:3 5:5 17:17 50:50 199:199 200:200 319:319 320:320',
+   'explicit sketches count exactly');
+is(sql_value("SELECT shortlink.hll_explicit_of(NULL) IS NULL
+                 AND shortlink.hll_of(NULL)::text = shortlink.hll_empty(12, 5, -1, 1)::text"),
+   't', 'NULL: no sketch, and hll_of(NULL) is the empty one as before');
+is(sql_value("SELECT shortlink.hll_cardinality(shortlink.hll_union(
+                  shortlink.hll_of(ARRAY[1, 2, 3]::bigint[]),
+                  shortlink.hll_of(ARRAY[3, 4]::bigint[])))"),
+   4, 'the extension reads and unions them');
 
 done_testing();
