@@ -25,6 +25,7 @@
 #include "ngx_http_shortlink_click.h"
 #include "ngx_http_shortlink_queue.h"
 #include "ngx_http_shortlink_utf8.h"
+#include "ngx_http_shortlink_lang.h"
 
 
 #define NGX_HTTP_SHORTLINK_CLICK_MAX                                          \
@@ -97,7 +98,9 @@ ngx_http_shortlink_click_record(ngx_http_request_t *r, ngx_str_t *code)
  * redirect rule that matched, ...): each name is 1-64 bytes of
  * [A-Za-z0-9_]; values are cleaned like every other field's.  They go
  * after the shortlink_click_field ones, at most
- * NGX_HTTP_SHORTLINK_CLICK_BUILTIN_FIELDS_MAX of them.
+ * NGX_HTTP_SHORTLINK_CLICK_BUILTIN_FIELDS_MAX - 1 of them: the last is
+ * "language", which every click gets here (the first tag of
+ * Accept-Language, when there is one of a language tag's shape).
  */
 
 ngx_int_t
@@ -109,6 +112,7 @@ ngx_http_shortlink_click_record_kv(ngx_http_request_t *r, ngx_str_t *code,
     ngx_str_t                          value;
     ngx_uint_t                         i, private;
     ngx_time_t                        *tp;
+    ngx_table_elt_t                   *h;
     ngx_http_shortlink_click_t        *click;
     ngx_http_shortlink_ids_t          *ids;
     ngx_http_shortlink_loc_conf_t     *slcf;
@@ -223,7 +227,8 @@ ngx_http_shortlink_click_record_kv(ngx_http_request_t *r, ngx_str_t *code,
         }
     }
 
-    for (i = 0; i < nbuiltin && i < NGX_HTTP_SHORTLINK_CLICK_BUILTIN_FIELDS_MAX;
+    for (i = 0;
+         i < nbuiltin && i < NGX_HTTP_SHORTLINK_CLICK_BUILTIN_FIELDS_MAX - 1;
          i++)
     {
         if (builtin[i].key.len == 0
@@ -244,11 +249,80 @@ ngx_http_shortlink_click_record_kv(ngx_http_request_t *r, ngx_str_t *code,
         click->nfields++;
     }
 
+    /*
+     * the language: already of a tag's shape ([a-z0-9-], at most
+     * NGX_HTTP_SHORTLINK_LANG_MAX bytes), so nothing to clean; no field
+     * for anything else, never an error or a log line
+     */
+
+    h = ngx_http_shortlink_accept_language(r);
+
+    if (h) {
+        len = ngx_http_shortlink_lang_first(p + 1 + sizeof("language") - 1
+                                            + 2,
+                                            h->value.data, h->value.len);
+        if (len) {
+            *p++ = (u_char) (sizeof("language") - 1);
+            p = ngx_cpymem(p, "language", sizeof("language") - 1);
+            p[0] = (u_char) len;
+            p[1] = 0;
+            p += 2 + len;
+            click->nfields++;
+        }
+    }
+
     /* a full queue drops the click, counts it and logs it; never the visit */
 
     (void) ngx_http_shortlink_queue_push(smcf->queue, rec, p - rec);
 
     return NGX_OK;
+}
+
+
+/*
+ * The request's first Accept-Language header, or NULL: what a click's
+ * language and a redirect rule's "l=" condition read.  nginx keeps it in
+ * headers_in when it is built with the headers it needs for HTTP/2 or
+ * dynamic-module compatibility (NGX_HTTP_HEADERS); else the list is read.
+ */
+
+ngx_table_elt_t *
+ngx_http_shortlink_accept_language(ngx_http_request_t *r)
+{
+#if (NGX_HTTP_HEADERS)
+
+    return r->headers_in.accept_language;
+
+#else
+
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Accept-Language") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Accept-Language",
+                               sizeof("Accept-Language") - 1) == 0)
+        {
+            return &h[i];
+        }
+    }
+
+#endif
 }
 
 

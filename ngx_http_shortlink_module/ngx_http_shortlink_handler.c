@@ -18,15 +18,12 @@
 #include "ngx_http_shortlink_code.h"
 #include "ngx_http_shortlink_source.h"
 #include "ngx_http_shortlink_qr.h"
-#include "ngx_http_shortlink_lang.h"
 
 
 static ngx_int_t ngx_http_shortlink_get_code(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx);
 static ngx_int_t ngx_http_shortlink_redirect(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx);
-static size_t ngx_http_shortlink_language(ngx_http_request_t *r,
-    u_char *lang);
 static ngx_int_t ngx_http_shortlink_target(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx, ngx_str_t *args, ngx_str_t *target);
 static ngx_int_t ngx_http_shortlink_unavailable(ngx_http_request_t *r);
@@ -44,7 +41,6 @@ static ngx_str_t  ngx_http_shortlink_retry_after = ngx_string("Retry-After");
 static ngx_str_t  ngx_http_shortlink_allow = ngx_string("Allow");
 static ngx_str_t  ngx_http_shortlink_get_head = ngx_string("GET, HEAD");
 static ngx_str_t  ngx_http_shortlink_text_html = ngx_string("text/html");
-static ngx_str_t  ngx_http_shortlink_language_key = ngx_string("language");
 
 
 ngx_int_t
@@ -195,9 +191,8 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
     ngx_str_t      reason, target, args;
     ngx_uint_t     nkv;
     ngx_chain_t    out;
-    ngx_keyval_t   kv[3];
+    ngx_keyval_t   kv[2];
     u_char         index[NGX_INT_T_LEN];
-    u_char         lang[NGX_HTTP_SHORTLINK_LANG_MAX];
 
     /* a link the target policy blocks: no Location, no click */
 
@@ -258,14 +253,6 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
         ngx_str_set(&kv[nkv].key, "rule");
         kv[nkv].value.data = index;
         kv[nkv].value.len = ngx_sprintf(index, "%i", rule) - index;
-        nkv++;
-    }
-
-    kv[nkv].value.len = ngx_http_shortlink_language(r, lang);
-
-    if (kv[nkv].value.len) {
-        kv[nkv].key = ngx_http_shortlink_language_key;
-        kv[nkv].value.data = lang;
         nkv++;
     }
 
@@ -344,58 +331,6 @@ ngx_http_shortlink_redirect(ngx_http_request_t *r,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
-}
-
-
-/*
- * The click's language: the first tag of the first Accept-Language header
- * (ngx_http_shortlink_lang.c), lower-cased, or 0 when there is none or it
- * is not a language tag.  Never an error, never a log line: the header is
- * the client's.
- */
-
-static size_t
-ngx_http_shortlink_language(ngx_http_request_t *r, u_char *lang)
-{
-    ngx_uint_t                       i;
-    ngx_list_part_t                 *part;
-    ngx_table_elt_t                 *h;
-    ngx_http_shortlink_main_conf_t  *smcf;
-
-    /* no click is recorded without a queue, nor for HEAD: no header scan */
-
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_shortlink_module);
-
-    if (smcf->queue == NULL || r->method != NGX_HTTP_GET) {
-        return 0;
-    }
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return 0;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Accept-Language") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Accept-Language",
-                               sizeof("Accept-Language") - 1)
-               == 0)
-        {
-            break;
-        }
-    }
-
-    return ngx_http_shortlink_lang_first(lang, h[i].value.data,
-                                         h[i].value.len);
 }
 
 

@@ -145,6 +145,7 @@ ngx_int_t ngx_http_shortlink_profile_lookup(ngx_http_request_t *r,
 void ngx_http_shortlink_profile_invalidate(
     ngx_http_shortlink_main_conf_t *smcf, ngx_str_t *payload);
 void ngx_http_shortlink_profile_destroy(ngx_http_shortlink_worker_t *worker);
+ngx_table_elt_t *ngx_http_shortlink_accept_language(ngx_http_request_t *r);
 ngx_int_t ngx_http_shortlink_rules_apply(ngx_http_request_t *r,
     ngx_http_shortlink_ctx_t *ctx);
 ngx_int_t ngx_http_shortlink_password(ngx_http_request_t *r,

@@ -20,10 +20,6 @@ static ngx_int_t ngx_http_shortlink_rules_country(void *data,
     ngx_str_t *value);
 
 
-static ngx_str_t  ngx_http_shortlink_accept_language =
-    ngx_string("Accept-Language");
-
-
 /*
  * The index of the rule that picked the target (ctx->link.url is now that
  * rule's url), NGX_DECLINED when none applies, NGX_ERROR on failure.
@@ -35,8 +31,6 @@ ngx_http_shortlink_rules_apply(ngx_http_request_t *r,
 {
     ngx_int_t                         n;
     ngx_str_t                         target;
-    ngx_uint_t                        i;
-    ngx_list_part_t                  *part;
     ngx_table_elt_t                  *h;
     ngx_http_shortlink_loc_conf_t    *slcf;
     ngx_http_shortlink_rules_input_t  in;
@@ -47,31 +41,10 @@ ngx_http_shortlink_rules_apply(ngx_http_request_t *r,
         in.user_agent = r->headers_in.user_agent->value;
     }
 
-    /* the first Accept-Language header */
+    h = ngx_http_shortlink_accept_language(r);
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == ngx_http_shortlink_accept_language.len
-            && ngx_strncasecmp(h[i].key.data,
-                               ngx_http_shortlink_accept_language.data,
-                               ngx_http_shortlink_accept_language.len) == 0)
-        {
-            in.accept_language = h[i].value;
-            break;
-        }
+    if (h) {
+        in.accept_language = h->value;
     }
 
     in.args = r->args;

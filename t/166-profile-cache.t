@@ -334,7 +334,7 @@ Test::More::is(main::clicks("code = 'pc166v'"), 1, 'one entry click');
 --- request
 GET /@t166views
 --- more_headers eval
-"If-None-Match: $::views_etag"
+"If-None-Match: $::views_etag\nAccept-Language: de-AT, en;q=0.5"
 --- error_code: 304
 --- no_error_log
 [error]
@@ -347,6 +347,8 @@ my $views = "code = '$::views_code' AND extra->>'kind' = 'profile_view'";
 ShortlinkTest::wait_until(sub { main::clicks($views) >= 4 }, 5, 0.05);
 Time::HiRes::sleep(0.3);
 Test::More::is(main::clicks($views), 4, 'the 304 of block 8 counted once');
+Test::More::is(main::clicks("$views AND extra->>'language' = 'de-at'"), 1,
+               'with its language, like a redirect\'s click');
 --- request
 HEAD /@t166views
 --- no_error_log
