@@ -49,26 +49,6 @@ $$;
 -- (stats_tops_sum, collecting the maps and summing them with
 -- stats_tops_total, now sums them in C too)
 
--- per (code, hour) of a merge: the attrs counted once (delta), the merged
--- rows' maps added up once, and the two added (tops); enable_hashagg as
--- the merge sets it (off: the rows come sorted by pair, a few per pair)
-CREATE OR REPLACE FUNCTION shortlink.stats_merge_tops(p_rows shortlink.stats_tops_row[])
-RETURNS TABLE (code text, hour timestamptz, tops jsonb, delta jsonb)
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT x.code, x.hour, shortlink.tops_total(ARRAY[x.kept, x.delta]), x.delta
-      FROM (SELECT g.code, g.hour,
-                   shortlink.tops_agg(NULL, g.attrs) AS delta,
-                   shortlink.tops_sum(g.tops) AS kept
-              FROM unnest(p_rows) g
-             GROUP BY g.code, g.hour) x
-$$;
-
-COMMENT ON FUNCTION shortlink.stats_merge_tops(shortlink.stats_tops_row[]) IS
-    'The top-list counts of the rows of a merge per (code, hour): tops, '
-    'the sum of the merged rows'' tops and the attrs of the appended rows; '
-    'delta, the attrs'' counts alone ({} for none)';
-
 -- stats_top of 014: the rows' maps and attrs added up into one map by the
 -- extension, then that map's values ranked
 CREATE OR REPLACE FUNCTION shortlink.stats_top(p_codes text[], p_owner text,

@@ -38,6 +38,13 @@ CREATE INDEX link_hourly_clicks_partial
 
 DROP FUNCTION shortlink.compact_hourly_clicks(integer);
 
+-- what only 014's merge used: it counted with stats_merge_tops (one SQL
+-- query for all its pairs, over this row type); stats_tops_add was never
+-- called
+DROP FUNCTION shortlink.stats_merge_tops(shortlink.stats_tops_row[]);
+DROP TYPE shortlink.stats_tops_row;
+DROP FUNCTION shortlink.stats_tops_add(jsonb, jsonb);
+
 -- compact_hourly_clicks of 014 with open hours: the rows batches appended
 -- become a partial row per (link, hour) when the hour is open (at or
 -- after p_open_from), and every row of the pair is folded into one when
@@ -131,12 +138,12 @@ BEGIN
         INSERT INTO shortlink.link_daily_clicks AS t
                (code, day, pv, bots, visitors, ips, tops)
         SELECT x.code, x.day, x.pv, x.bots, x.visitors, x.ips,
-               shortlink.tops_total(x.maps || t.tops)
+               shortlink.tops_total(ARRAY[x.tops, t.tops])
           FROM (SELECT code, date_bin('1 day', hour, epoch) AS day,
                        sum(pv) AS pv, sum(bots) AS bots,
                        shortlink.hll_union_agg(visitors) AS visitors,
                        shortlink.hll_union_agg(ips) AS ips,
-                       array_agg(tops) AS maps
+                       shortlink.tops_sum(tops) AS tops
                   FROM delta
                  WHERE hour < closed
                  GROUP BY 1, 2) x
